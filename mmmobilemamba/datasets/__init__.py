@@ -1,0 +1,5 @@
+"""Small datasets written in the real on-disk formats (ImageNet folders,
+COCO json, ADE20K folders), so the configs run unchanged on them."""
+from .imagenet_folder import SHAPE_CLASSES, make_imagenet_folder
+
+__all__ = ['make_imagenet_folder', 'SHAPE_CLASSES']

@@ -1,0 +1,64 @@
+"""The one place that knows the OpenMMLab toolboxes' registries exist.
+
+Model code stays importable with torch + mmengine alone: classes are defined
+without decorators and put into each toolbox's ``MODELS`` registry here, for
+every toolbox that is installed. A config reaches them with::
+
+    custom_imports = dict(imports=['mmmobilemamba'], allow_failed_imports=False)
+"""
+import importlib
+import importlib.util
+import warnings
+from typing import Dict, List
+
+# toolbox scope -> 'module:Class' entries registered into its MODELS.
+# Entries whose module needs that toolbox are only imported when it is there.
+REGISTRATIONS: Dict[str, List[str]] = {
+    'mmpretrain': [],
+    'mmdet': [],
+    'mmseg': [],
+}
+
+# scope -> toolbox registry module
+_REGISTRY_MODULES = {
+    'mmpretrain': 'mmpretrain.registry',
+    'mmdet': 'mmdet.registry',
+    'mmseg': 'mmseg.registry',
+}
+
+
+def _load(entry: str):
+    module_name, class_name = entry.split(':')
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+def installed_toolboxes() -> List[str]:
+    """Scopes of the OpenMMLab toolboxes installed in this environment."""
+    return [s for s in REGISTRATIONS if importlib.util.find_spec(s) is not None]
+
+
+def register_all() -> Dict[str, List[str]]:
+    """Register the project's modules in every installed toolbox.
+
+    A toolbox that is installed but fails to import is reported with a
+    warning naming it and the error (never skipped silently).
+
+    Returns:
+        dict: scope -> names registered there.
+    """
+    done = {}
+    for scope in installed_toolboxes():
+        try:
+            registry = importlib.import_module(_REGISTRY_MODULES[scope]).MODELS
+        except Exception as err:  # a broken install, e.g. mmcv without ops
+            warnings.warn(f'mmmobilemamba: {scope} is installed but cannot be '
+                          f'imported ({type(err).__name__}: {err}); its '
+                          f'registry gets no MobileMamba modules.')
+            continue
+        names = []
+        for entry in REGISTRATIONS[scope]:
+            cls = _load(entry)
+            registry.register_module(module=cls, force=True)
+            names.append(cls.__name__)
+        done[scope] = names
+    return done
