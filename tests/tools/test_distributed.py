@@ -1,0 +1,50 @@
+"""tools/dist_train.sh on a CPU-only machine: two gloo processes train in
+lock-step (mmengine 0.10.7 alone cannot start them without CUDA)."""
+import os
+import os.path as osp
+import socket
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from ..helpers import REPO
+from .test_train_test_tools import STOCK, _data_opts
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_cpu_processes_stay_in_sync(tiny_imagenet_folder, tmp_path):
+    work = str(tmp_path / 'dist')
+    env = dict(os.environ, PYTHON=sys.executable, PORT=str(_free_port()),
+               PYTHONPATH=REPO, OMP_NUM_THREADS='1', CUDA_VISIBLE_DEVICES='')
+    cmd = [
+        'bash', 'tools/dist_train.sh', STOCK, '2', '--work-dir', work,
+        '--cfg-options', 'train_cfg.max_epochs=1',
+        'custom_imports.imports=[mmmobilemamba,tests.data.rank_dump_hook]',
+        'custom_hooks=[{type:RankWeightDumpHook}]',
+        *_data_opts(tiny_imagenet_folder)
+    ]
+    proc = subprocess.run(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-6000:]
+    ranks = [torch.load(osp.join(work, f'rank{r}_weights.pth'))
+             for r in (0, 1)]
+    assert ranks[0]['world_size'] == ranks[1]['world_size'] == 2
+    s0, s1 = ranks[0]['state_dict'], ranks[1]['state_dict']
+    assert s0.keys() == s1.keys()
+    for key in s0:
+        assert torch.equal(s0[key], s1[key]), f'ranks differ at {key}'
+    assert osp.isfile(osp.join(work, 'epoch_1.pth'))
+    logs = [open(osp.join(root, f)).read()
+            for root, _, files in os.walk(work) for f in files
+            if f.endswith('.log')]
+    assert any('Distributed training: True' in log for log in logs)
+    assert any('world_size: 2' in log or 'GPU number: 2' in log
+               for log in logs)
