@@ -15,7 +15,7 @@ from typing import Dict, List
 # Entries whose module needs that toolbox are only imported when it is there.
 REGISTRATIONS: Dict[str, List[str]] = {
     'mmpretrain': [],
-    'mmdet': [],
+    'mmdet': ['mmmobilemamba.det.deconv_fpn:DeconvFPN'],
     'mmseg': [],
 }
 
