@@ -1,5 +1,9 @@
 """Small datasets written in the real on-disk formats (ImageNet folders,
 COCO json, ADE20K folders), so the configs run unchanged on them."""
+from .coco import COCO_SHAPE_CATEGORIES, make_coco
 from .imagenet_folder import SHAPE_CLASSES, make_imagenet_folder
 
-__all__ = ['make_imagenet_folder', 'SHAPE_CLASSES']
+__all__ = [
+    'make_imagenet_folder', 'SHAPE_CLASSES', 'make_coco',
+    'COCO_SHAPE_CATEGORIES'
+]

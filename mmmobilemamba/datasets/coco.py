@@ -1,0 +1,251 @@
+"""Write a small detection / instance-segmentation dataset in COCO format::
+
+    ROOT/annotations/instances_train2017.json   ROOT/train2017/000000000001.jpg
+    ROOT/annotations/instances_val2017.json     ROOT/val2017/000000100001.jpg
+
+The layout, file names and json fields are those of COCO 2017, so mmdet's
+``CocoDataset`` and ``CocoMetric`` read it with the stock configs unchanged
+(only ``data_root`` / ``ann_file`` point elsewhere).
+
+Each image has a procedural textured background (noise, stripes, gradients,
+checkers or blotches) and one to ``max_objects`` non-overlapping, textured,
+randomly rotated polygons. An object's mask is exactly its polygon, written as
+a COCO polygon; its box is the polygon's bounding box and its area the
+polygon's area.
+
+The shape classes are stored under real COCO category names and ids
+(:data:`COCO_SHAPE_CATEGORIES`): mmdet's ``CocoDataset`` selects categories
+by the 80 COCO class names, so this is what lets a stock 80-class config train
+on the data with no change of ``num_classes`` or ``metainfo``. The names are
+labels only ('pizza' is a triangle).
+"""
+import json
+import os
+import os.path as osp
+from typing import Dict, List, Sequence, Tuple
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+#: (COCO category id, COCO category name, supercategory, shape drawn)
+COCO_SHAPE_CATEGORIES: Tuple[Tuple[int, str, str, str], ...] = (
+    (5, 'airplane', 'vehicle', 'cross'),
+    (13, 'stop sign', 'outdoor', 'octagon'),
+    (37, 'sports ball', 'sports', 'disc'),
+    (38, 'kite', 'sports', 'rhombus'),
+    (59, 'pizza', 'food', 'triangle'),
+    (72, 'tv', 'electronic', 'rectangle'),
+)
+
+SPLITS = ('train2017', 'val2017')
+
+
+def shape_polygon(shape: str, cx: float, cy: float, r: float,
+                  angle: float) -> np.ndarray:
+    """Vertices (K, 2) of ``shape`` centred at (cx, cy).
+
+    Every vertex lies within distance ``r`` of the centre, so a shape placed
+    at least ``r`` from each border is fully inside the image.
+
+    Args:
+        shape (str): One of 'cross', 'octagon', 'disc', 'rhombus',
+            'triangle', 'rectangle'.
+        cx (float): Centre x in pixels.
+        cy (float): Centre y in pixels.
+        r (float): Circumradius in pixels.
+        angle (float): Rotation in radians.
+    """
+    if shape == 'disc':
+        t = np.linspace(0, 2 * np.pi, 24, endpoint=False)
+        pts = np.stack([np.cos(t), np.sin(t)], 1)
+    elif shape == 'octagon':
+        t = np.arange(8) * 2 * np.pi / 8 + np.pi / 8
+        pts = np.stack([np.cos(t), np.sin(t)], 1)
+    elif shape == 'triangle':
+        t = np.arange(3) * 2 * np.pi / 3
+        pts = np.stack([np.cos(t), np.sin(t)], 1)
+    elif shape == 'rhombus':  # one diagonal half the other
+        pts = np.array([[1, 0], [0, 0.5], [-1, 0], [0, -0.5]], float)
+    elif shape == 'rectangle':  # 16:10, corners on the unit circle
+        a = np.arctan2(10, 16)
+        c, s = np.cos(a), np.sin(a)
+        pts = np.array([[c, s], [-c, s], [-c, -s], [c, -s]])
+    elif shape == 'cross':  # a plus sign, arms 0.36 wide (unit radius)
+        w, L = 0.18, np.sqrt(1 - 0.18**2)
+        pts = np.array([[w, w], [w, L], [-w, L], [-w, w], [-L, w], [-L, -w],
+                        [-w, -w], [-w, -L], [w, -L], [w, -w], [L, -w],
+                        [L, w]])
+    else:
+        raise ValueError(f'unknown shape {shape!r}; expected one of '
+                         f'{[c[3] for c in COCO_SHAPE_CATEGORIES]}')
+    rot = np.array([[np.cos(angle), -np.sin(angle)],
+                    [np.sin(angle), np.cos(angle)]])
+    return pts @ rot.T * r + np.array([cx, cy])
+
+
+def polygon_area(pts: np.ndarray) -> float:
+    """Area of a simple polygon (shoelace formula)."""
+    x, y = pts[:, 0], pts[:, 1]
+    return float(abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))
+                 / 2)
+
+
+def _texture(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
+    """An (h, w, 3) float texture in [0, 255] of a random kind."""
+    c1 = rng.uniform(0, 255, 3)
+    c2 = rng.uniform(0, 255, 3)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    kind = rng.integers(5)
+    if kind == 0:  # smooth gradient at a random angle
+        a = rng.uniform(0, 2 * np.pi)
+        t = (np.cos(a) * xx + np.sin(a) * yy)
+        t = (t - t.min()) / max(float(np.ptp(t)), 1.0)
+    elif kind == 1:  # stripes at a random angle and period
+        a = rng.uniform(0, np.pi)
+        period = rng.uniform(6, 24)
+        t = (np.sin((np.cos(a) * xx + np.sin(a) * yy) * 2 * np.pi / period)
+             > 0).astype(np.float32)
+    elif kind == 2:  # checkerboard
+        cell = int(rng.integers(6, 24))
+        t = ((xx // cell + yy // cell) % 2).astype(np.float32)
+    elif kind == 3:  # blotches: low-resolution noise, upsampled
+        small = rng.uniform(0, 1, (max(2, h // 24), max(2, w // 24)))
+        t = np.asarray(
+            Image.fromarray((small * 255).astype(np.uint8)).resize(
+                (w, h), Image.BILINEAR), np.float32) / 255
+    else:  # flat
+        t = np.zeros((h, w), np.float32)
+    img = c1 * (1 - t[..., None]) + c2 * t[..., None]
+    img += rng.normal(0, rng.uniform(4, 16), (h, w, 3))
+    return np.clip(img, 0, 255)
+
+
+def _place(rng: np.random.Generator, w: int, h: int, n: int,
+           r_range: Tuple[float, float]) -> List[Tuple[float, float, float]]:
+    """Up to ``n`` non-overlapping (cx, cy, r) discs inside a w x h image."""
+    placed = []
+    side = min(w, h)
+    for _ in range(50 * n):
+        if len(placed) == n:
+            break
+        r = rng.uniform(*r_range) * side
+        cx = rng.uniform(r + 1, w - r - 1)
+        cy = rng.uniform(r + 1, h - r - 1)
+        if all(np.hypot(cx - x, cy - y) > r + q + 2 for x, y, q in placed):
+            placed.append((cx, cy, r))
+    return placed
+
+
+def draw_coco_image(w: int, h: int, max_objects: int,
+                    rng: np.random.Generator,
+                    categories: Sequence[tuple] = COCO_SHAPE_CATEGORIES,
+                    r_range: Tuple[float, float] = (0.12, 0.3)):
+    """Draw one image and its objects.
+
+    Args:
+        w (int): Width in pixels.
+        h (int): Height in pixels.
+        max_objects (int): At most this many objects (at least one).
+        rng (np.random.Generator): Random source.
+        categories (Sequence[tuple]): (id, name, supercategory, shape) rows.
+        r_range (tuple[float, float]): Object circumradius range as a
+            fraction of the shorter image side.
+
+    Returns:
+        tuple: (PIL RGB image, list of (category id, polygon (K, 2))).
+    """
+    img = _texture(h, w, rng)
+    objects = []
+    for cx, cy, r in _place(rng, w, h, int(rng.integers(1, max_objects + 1)),
+                            r_range):
+        cat = categories[int(rng.integers(len(categories)))]
+        pts = shape_polygon(cat[3], cx, cy, r, rng.uniform(0, 2 * np.pi))
+        mask_img = Image.new('L', (w, h), 0)
+        ImageDraw.Draw(mask_img).polygon([tuple(p) for p in pts], fill=255)
+        mask = np.asarray(mask_img, np.float32)[..., None] / 255
+        # the object gets its own texture, so colour alone cannot find it
+        img = img * (1 - mask) + _texture(h, w, rng) * mask
+        objects.append((cat[0], pts))
+    return Image.fromarray(img.astype(np.uint8)), objects
+
+
+def make_coco(root: str,
+              num_train: int = 200,
+              num_val: int = 50,
+              size_range: Tuple[int, int] = (192, 256),
+              max_objects: int = 4,
+              seed: int = 0) -> Dict[str, int]:
+    """Write a COCO-format dataset under ``root``.
+
+    Args:
+        root (str): Output folder (created; existing files are overwritten).
+        num_train (int): Images in train2017. Defaults to 200.
+        num_val (int): Images in val2017. Defaults to 50.
+        size_range (tuple[int, int]): Each image's width and height are drawn
+            uniformly from this inclusive range, so aspect ratios vary.
+            Defaults to (192, 256).
+        max_objects (int): Objects per image are 1 to this. Defaults to 4.
+        seed (int): Random seed; the same arguments write the same files.
+            Defaults to 0.
+
+    Returns:
+        dict: Number of images and annotations per split, e.g.
+        ``{'train2017': 200, 'train2017_annotations': 503, ...}``.
+    """
+    if num_train < 1 or num_val < 1:
+        raise ValueError('num_train and num_val must be >= 1, got '
+                         f'{num_train} and {num_val}')
+    lo, hi = size_range
+    if lo < 64 or hi < lo:
+        raise ValueError('size_range must be (min, max) with 64 <= min <= '
+                         f'max, got {tuple(size_range)}')
+    if max_objects < 1:
+        raise ValueError(f'max_objects must be >= 1, got {max_objects}')
+    rng = np.random.default_rng(seed)
+    os.makedirs(osp.join(root, 'annotations'), exist_ok=True)
+    categories = [
+        dict(id=cid, name=name, supercategory=sup)
+        for cid, name, sup, _ in COCO_SHAPE_CATEGORIES
+    ]
+    counts = {}
+    ann_id = 1
+    for split, num, first_id in (('train2017', num_train, 1),
+                                 ('val2017', num_val, 100001)):
+        os.makedirs(osp.join(root, split), exist_ok=True)
+        images, annotations = [], []
+        for i in range(num):
+            img_id = first_id + i
+            w, h = (int(v) for v in rng.integers(lo, hi + 1, size=2))
+            img, objects = draw_coco_image(w, h, max_objects, rng)
+            file_name = f'{img_id:012d}.jpg'
+            img.save(osp.join(root, split, file_name), quality=92)
+            images.append(dict(id=img_id, file_name=file_name, width=w,
+                               height=h, license=1))
+            for cat_id, pts in objects:
+                # box and area from the rounded polygon that is written
+                pts = np.round(pts, 2)
+                x0, y0 = pts.min(0)
+                x1, y1 = pts.max(0)
+                annotations.append(dict(
+                    id=ann_id,
+                    image_id=img_id,
+                    category_id=cat_id,
+                    segmentation=[[float(v) for v in pts.ravel()]],
+                    area=round(polygon_area(pts), 2),
+                    bbox=[float(x0), float(y0), float(x1 - x0),
+                          float(y1 - y0)],
+                    iscrowd=0))
+                ann_id += 1
+        data = dict(
+            info=dict(description='mmmobilemamba procedural shapes in COCO '
+                      'format', version='1.0', year=2026),
+            licenses=[dict(id=1, name='generated', url='')],
+            images=images,
+            annotations=annotations,
+            categories=categories)
+        with open(osp.join(root, 'annotations', f'instances_{split}.json'),
+                  'w') as f:
+            json.dump(data, f)
+        counts[split] = len(images)
+        counts[f'{split}_annotations'] = len(annotations)
+    return counts
