@@ -22,7 +22,7 @@ labels only ('pizza' is a triangle).
 import json
 import os
 import os.path as osp
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -249,3 +249,59 @@ def make_coco(root: str,
         counts[split] = len(images)
         counts[f'{split}_annotations'] = len(annotations)
     return counts
+
+
+def _resize_index(pipeline) -> int:
+    for i, step in enumerate(pipeline or []):
+        if step.get('type') == 'Resize':
+            return i
+    raise ValueError('pipeline has no Resize step to rescale: '
+                     f'{[s.get("type") for s in pipeline or []]}')
+
+
+def coco_cfg_options(cfg, root: str,
+                     image_scale: Optional[Tuple[int, int]] = None,
+                     num_workers: Optional[int] = None) -> Dict[str, object]:
+    """Overrides that point a COCO detection config at another COCO root.
+
+    The result is a dict for ``Config.merge_from_dict`` or, as ``k=v``
+    strings, for ``--cfg-options``. It sets ``data_root`` of the train, val
+    and test datasets (looking through a ``RepeatDataset`` wrapper, as in the
+    SSDLite configs) and ``ann_file`` of the val / test ``CocoMetric``.
+
+    Args:
+        cfg (mmengine.Config): The loaded config.
+        root (str): The COCO root (holding ``annotations/``).
+        image_scale (tuple[int, int], optional): If given, the ``scale``
+            (width, height) of every pipeline's ``Resize``, e.g. to train on
+            small images.
+        num_workers (int, optional): If given, dataloader workers; 0 also
+            turns ``persistent_workers`` off (PyTorch requires it).
+
+    Returns:
+        dict: dotted config key -> value.
+    """
+    val_ann = osp.join(root, 'annotations', 'instances_val2017.json')
+    opts: Dict[str, object] = {}
+    for split in ('train', 'val', 'test'):
+        loader = cfg.get(f'{split}_dataloader')
+        if not loader:
+            continue
+        key = f'{split}_dataloader.dataset'
+        dataset = loader['dataset']
+        if 'dataset' in dataset:  # RepeatDataset & co.
+            key += '.dataset'
+            dataset = dataset['dataset']
+        opts[f'{key}.data_root'] = root
+        if image_scale is not None:
+            i = _resize_index(dataset.get('pipeline'))
+            opts[f'{key}.pipeline.{i}.scale'] = tuple(image_scale)
+        if num_workers is not None:
+            opts[f'{split}_dataloader.num_workers'] = num_workers
+            if num_workers == 0:
+                opts[f'{split}_dataloader.persistent_workers'] = False
+    for split in ('val', 'test'):
+        evaluator = cfg.get(f'{split}_evaluator')
+        if isinstance(evaluator, dict) and 'ann_file' in evaluator:
+            opts[f'{split}_evaluator.ann_file'] = val_ann
+    return opts

@@ -1,0 +1,30 @@
+# Mask R-CNN, MobileMamba-B1 backbone, 1x schedule on COCO (spec §4; the
+# release reports 40.6 box AP / 37.4 mask AP).
+#
+#   python tools/train.py configs/mask-rcnn_mobilemamba_b1_fpn_1x_coco.py
+#   python tools/test.py configs/mask-rcnn_mobilemamba_b1_fpn_1x_coco.py CKPT
+#
+# Neck: DeconvFPN with TWO chained 2x2 stride-2 transposed convs on the fused
+# stride-16 level, so the five outputs are strides 4, 8, 16, 32, 64, as the
+# stock RPN anchors and RoI extractors expect.
+#
+# Params / FLOPs: see docs/detection.md (tools/analysis_tools/get_flops.py).
+_base_ = [
+    'mmdet::_base_/models/mask-rcnn_r50_fpn.py',
+    'mmdet::_base_/datasets/coco_instance.py',
+    'mmdet::_base_/default_runtime.py',
+    './_base_/det/schedule_adamw_1x_mobilemamba.py',
+    './_base_/det/mobilemamba_b1_det_backbone.py',
+]
+
+model = dict(
+    # 64 = the backbone's coarsest stride: every level divides evenly
+    data_preprocessor=dict(pad_size_divisor=64),
+    backbone=dict(_delete_=True, **_base_.mobilemamba_b1_backbone),
+    neck=dict(
+        _delete_=True,
+        type='DeconvFPN',
+        in_channels=[200, 376, 448],
+        out_channels=256,
+        num_outs=5,
+        num_deconvs=2))

@@ -1,0 +1,31 @@
+# RetinaNet, MobileMamba-B1 backbone, 1x schedule on COCO (spec §4; the
+# release reports 39.6 box AP).
+#
+#   python tools/train.py configs/retinanet_mobilemamba_b1.py
+#   python tools/test.py configs/retinanet_mobilemamba_b1.py CHECKPOINT
+#
+# Neck: DeconvFPN with ONE 2x2 stride-2 transposed conv on the fused stride-16
+# level, so the outputs are strides 8, 16, 32, 64 and an extra stride-128
+# level from a stride-2 conv on the backbone's 448-channel stride-64 map.
+#
+# Params / FLOPs: see docs/detection.md (tools/analysis_tools/get_flops.py).
+_base_ = [
+    'mmdet::_base_/models/retinanet_r50_fpn.py',
+    'mmdet::_base_/datasets/coco_detection.py',
+    'mmdet::_base_/default_runtime.py',
+    './_base_/det/schedule_adamw_1x_mobilemamba.py',
+    './_base_/det/mobilemamba_b1_det_backbone.py',
+]
+
+model = dict(
+    # 64 = the backbone's coarsest stride: every level divides evenly
+    data_preprocessor=dict(pad_size_divisor=64),
+    backbone=dict(_delete_=True, **_base_.mobilemamba_b1_backbone),
+    neck=dict(
+        _delete_=True,
+        type='DeconvFPN',
+        in_channels=[200, 376, 448],
+        out_channels=256,
+        num_outs=5,
+        num_deconvs=1,
+        add_extra_convs='on_input'))
