@@ -15,7 +15,7 @@ def _runner_like_checkpoint(path):
         dict(meta=dict(epoch=1, seed=np.int64(3)),
              state_dict=dict(w=torch.ones(2)),
              message_hub=hub.state_dict(),
-             extra=HistoryBuffer([1.0, 2.0])), path)
+             extra=HistoryBuffer([1.0, 2.0], [1, 1])), path)
 
 
 def test_runner_checkpoint_needs_the_fix(tmp_path):
@@ -56,23 +56,27 @@ def test_missing_checkpoint_names_the_path(tmp_path):
 
 def test_ssd_head_inference_attribute():
     dense_heads = pytest.importorskip('mmdet.models.dense_heads')
+    from mmengine.config import ConfigDict
     head = dense_heads.SSDHead(
         num_classes=3,
-        in_channels=(8, 8),
+        in_channels=(8, 8, 8),
         anchor_generator=dict(
             type='SSDAnchorGenerator',
             scale_major=False,
             input_size=64,
-            basesize_ratio_range=(0.2, 0.9),
-            strides=[16, 32],
-            ratios=[[2], [2]]),
+            min_sizes=[16, 32, 48],
+            max_sizes=[32, 48, 64],
+            strides=[16, 32, 64],
+            ratios=[[2], [2], [2]]),
         bbox_coder=dict(type='DeltaXYWHBBoxCoder',
                         target_means=[0.0, 0.0, 0.0, 0.0],
                         target_stds=[0.1, 0.1, 0.2, 0.2]),
-        test_cfg=dict(nms_pre=100, nms=dict(type='nms', iou_threshold=0.45),
-                      min_bbox_size=0, score_thr=0.02, max_per_img=10))
+        test_cfg=ConfigDict(
+            nms_pre=100, nms=dict(type='nms', iou_threshold=0.45),
+            min_bbox_size=0, score_thr=0.02, max_per_img=10))
     head.eval()
-    feats = (torch.randn(1, 8, 4, 4), torch.randn(1, 8, 2, 2))
+    feats = (torch.randn(1, 8, 4, 4), torch.randn(1, 8, 2, 2),
+             torch.randn(1, 8, 1, 1))
     cls_scores, bbox_preds = head(feats)
     results = head.predict_by_feat(
         cls_scores, bbox_preds,

@@ -10,7 +10,10 @@ import pytest
 import torch
 
 from ..helpers import REPO
-from .test_train_test_tools import STOCK, _data_opts
+from .test_train_test_tools import _data_opts
+
+RANK_DUMP = osp.join(REPO, 'tests', 'data', 'configs',
+                     'stock_resnet_tiny_folder_rank_dump.py')
 
 
 def _free_port() -> int:
@@ -25,10 +28,8 @@ def test_two_cpu_processes_stay_in_sync(tiny_imagenet_folder, tmp_path):
     env = dict(os.environ, PYTHON=sys.executable, PORT=str(_free_port()),
                PYTHONPATH=REPO, OMP_NUM_THREADS='1', CUDA_VISIBLE_DEVICES='')
     cmd = [
-        'bash', 'tools/dist_train.sh', STOCK, '2', '--work-dir', work,
+        'bash', 'tools/dist_train.sh', RANK_DUMP, '2', '--work-dir', work,
         '--cfg-options', 'train_cfg.max_epochs=1',
-        'custom_imports.imports=[mmmobilemamba,tests.data.rank_dump_hook]',
-        'custom_hooks=[{type:RankWeightDumpHook}]',
         *_data_opts(tiny_imagenet_folder)
     ]
     proc = subprocess.run(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
