@@ -1,0 +1,28 @@
+"""MobileMamba model modules (torch + mmengine only).
+
+Bottom-up: :mod:`.bricks` (Conv-BN, FFN, DW, squeeze-excite, PatchMerging),
+:mod:`.ss2d` (two-direction selective scan), :mod:`.wte_mamba` (SS2D plus
+the wavelet-domain branch), :mod:`.mk_deconv` (local branch),
+:mod:`.channel_split` and :mod:`.mrffi` (the token mixer), :mod:`.block`,
+:mod:`.stem`, :mod:`.stage`, then :mod:`.backbones.mobilemamba`.
+:mod:`.fusion` holds BN folding for deployment. The classification head
+(:mod:`.heads.bn_linear_head`) needs mmpretrain and is not imported here.
+"""
+from .backbones import MobileMamba
+from .block import MobileMambaBlock
+from .bricks import FFN, ConvBN, DropPath, DWConv, PatchMerging, SqueezeExcite
+from .channel_split import ChannelSplit, split_channels
+from .fusion import fuse_bn
+from .mk_deconv import MKDeConv
+from .mrffi import MRFFI
+from .ss2d import SS2D
+from .stage import Downsample, MobileMambaStage
+from .stem import Stem
+from .wte_mamba import WTEMamba
+
+__all__ = [
+    'MobileMamba', 'MobileMambaBlock', 'ConvBN', 'DWConv', 'FFN', 'DropPath',
+    'PatchMerging', 'SqueezeExcite', 'ChannelSplit', 'split_channels',
+    'fuse_bn', 'MKDeConv', 'MRFFI', 'SS2D', 'Downsample', 'MobileMambaStage',
+    'Stem', 'WTEMamba'
+]

@@ -1,0 +1,4 @@
+"""Backbones."""
+from .mobilemamba import MobileMamba
+
+__all__ = ['MobileMamba']

@@ -1,0 +1,69 @@
+"""The MobileMamba block (spec §1.4).
+
+    y = x + DW(x)          (zero-initialised BN)
+    y = y + FFN(y)
+    y = y + MRFFI(y)
+    y = y + DW'(y)         (zero-initialised BN)
+    y = y + FFN'(y)
+    out = x + DropPath(y)
+
+Note the double identity: ``y`` already contains ``x``, so a freshly
+initialised block (every branch ending in a zero-initialised BN) returns
+exactly ``2 * x``. The released weights were trained with it, so it is kept
+as a documented quirk rather than "fixed".
+"""
+from typing import Optional, Sequence, Union
+
+import torch
+import torch.nn as nn
+
+from .bricks import FFN, DropPath, DWConv
+from .mrffi import MRFFI
+
+
+class MobileMambaBlock(nn.Module):
+    """One MobileMamba block on ``channels`` channels.
+
+    Args:
+        channels (int): C.
+        kernel_size (int | Sequence[int]): Local kernel size(s) of MRFFI.
+        global_ratio (float): MRFFI global share.
+        local_ratio (float): MRFFI local share.
+        ffn_ratio (float): FFN expansion. Defaults to 2.
+        ssm_ratio (float): SS2D expansion. Defaults to 2.
+        d_state (int): SS2D state size. Defaults to 1.
+        drop_path (float): Stochastic-depth rate of the outer residual.
+            Defaults to 0.
+        deploy (bool): Build the fused form. Defaults to False.
+        scan_backend (str, optional): Selective-scan backend; None picks the
+            fastest for the device. Defaults to None.
+    """
+
+    def __init__(self,
+                 channels: int,
+                 kernel_size: Union[int, Sequence[int]],
+                 global_ratio: float,
+                 local_ratio: float,
+                 ffn_ratio: float = 2,
+                 ssm_ratio: float = 2,
+                 d_state: int = 1,
+                 drop_path: float = 0.,
+                 deploy: bool = False,
+                 scan_backend: Optional[str] = None) -> None:
+        super().__init__()
+        self.dw1 = DWConv(channels, bn_weight_init=0., deploy=deploy)
+        self.ffn1 = FFN(channels, ffn_ratio, deploy=deploy)
+        self.mrffi = MRFFI(channels, kernel_size, global_ratio, local_ratio,
+                           ssm_ratio=ssm_ratio, d_state=d_state,
+                           deploy=deploy, scan_backend=scan_backend)
+        self.dw2 = DWConv(channels, bn_weight_init=0., deploy=deploy)
+        self.ffn2 = FFN(channels, ffn_ratio, deploy=deploy)
+        self.drop_path = DropPath(drop_path)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = x + self.dw1(x)
+        y = y + self.ffn1(y)
+        y = y + self.mrffi(y)
+        y = y + self.dw2(y)
+        y = y + self.ffn2(y)
+        return x + self.drop_path(y)

@@ -1,0 +1,129 @@
+"""Normalization-layer fusion (deploy mode), spec §1.9.
+
+Convention (the one mmpretrain's RepVGG and MobileOne follow): a module that
+can be simplified for inference takes ``deploy: bool`` in its constructor
+(``True`` builds the fused form directly, so a fused checkpoint loads into
+it) and offers ``switch_to_deploy()``, which folds its own weights in place
+and is a no-op when already fused. :func:`fuse_bn` calls it on every module
+of a model that offers it, so it works on a classifier, a detector or a
+segmentor alike.
+
+The fused form of a Conv-BN is one convolution with bias::
+
+    w' = w * g / sqrt(v + eps),   b' = beta + (b - mu) * g / sqrt(v + eps)
+
+and a BatchNorm1d followed by a Linear becomes one Linear::
+
+    W' = W diag(g / sqrt(v + eps)),   b' = W (beta - mu g / sqrt(v + eps)) + b
+
+Only torch is needed here.
+"""
+from typing import Optional, Tuple
+
+import torch
+import torch.nn as nn
+
+
+def _bn_scale_shift(bn: nn.modules.batchnorm._BatchNorm
+                    ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel (scale, shift) such that bn(x) = x * scale + shift."""
+    if bn.running_mean is None or bn.running_var is None:
+        raise ValueError(f'{bn} tracks no running statistics and cannot be '
+                         'folded')
+    std = torch.sqrt(bn.running_var.double() + bn.eps)
+    weight = (bn.weight.double() if bn.weight is not None else
+              torch.ones_like(std))
+    bias = (bn.bias.double() if bn.bias is not None else
+            torch.zeros_like(std))
+    scale = weight / std
+    return scale, bias - bn.running_mean.double() * scale
+
+
+@torch.no_grad()
+def fold_bn_into_conv(
+        weight: torch.Tensor, bias: Optional[torch.Tensor],
+        bn: nn.modules.batchnorm._BatchNorm
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Fold a BatchNorm that follows a convolution into its weight and bias.
+
+    Computed in float64 and cast back, so fusion adds no rounding of its own
+    beyond the final cast.
+
+    Args:
+        weight (Tensor): Conv weight, (C_out, C_in / groups, kh, kw).
+        bias (Tensor, optional): Conv bias, (C_out,), or None.
+        bn (_BatchNorm): The BatchNorm over the C_out channels.
+
+    Returns:
+        tuple[Tensor, Tensor]: Fused (weight, bias) in ``weight``'s dtype.
+    """
+    if weight.shape[0] != bn.num_features:
+        raise ValueError(f'conv has {weight.shape[0]} output channels but the '
+                         f'BatchNorm has {bn.num_features}')
+    scale, shift = _bn_scale_shift(bn)
+    shape = (-1, ) + (1, ) * (weight.dim() - 1)
+    new_weight = weight.double() * scale.reshape(shape)
+    new_bias = shift if bias is None else bias.double() * scale + shift
+    return new_weight.to(weight.dtype), new_bias.to(weight.dtype)
+
+
+@torch.no_grad()
+def fold_bn_into_linear(
+        bn: nn.modules.batchnorm._BatchNorm,
+        linear: nn.Linear) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Fold a BatchNorm1d that precedes a Linear layer into the Linear.
+
+    Args:
+        bn (_BatchNorm): BatchNorm over the Linear's input features.
+        linear (nn.Linear): The following Linear layer.
+
+    Returns:
+        tuple[Tensor, Tensor]: Fused (weight, bias) of the Linear.
+    """
+    if linear.in_features != bn.num_features:
+        raise ValueError(f'Linear has {linear.in_features} input features but '
+                         f'the BatchNorm has {bn.num_features}')
+    scale, shift = _bn_scale_shift(bn)
+    w = linear.weight.double()
+    b = (linear.bias.double() if linear.bias is not None else
+         torch.zeros(w.shape[0], dtype=torch.float64, device=w.device))
+    new_weight = w * scale[None, :]
+    new_bias = w @ shift + b
+    dtype = linear.weight.dtype
+    return new_weight.to(dtype), new_bias.to(dtype)
+
+
+def fuse_bn(model: nn.Module) -> nn.Module:
+    """Fold every foldable normalization layer of ``model`` in place.
+
+    Calls ``switch_to_deploy()`` on each module that offers it (MobileMamba's
+    Conv-BN layers, local branches, backbone and BN-Linear head; also any
+    mmpretrain re-parameterisable module such as RepVGG blocks). Modules are
+    visited outermost first; each call is idempotent, so a container that
+    switches its children leaves nothing for a second pass.
+
+    The fused model computes the same function in eval mode; it can no
+    longer be trained as before (its BatchNorms are gone). A checkpoint of it
+    loads into a model built with ``deploy=True`` (e.g.
+    ``--cfg-options model.backbone.deploy=True model.head.deploy=True``).
+
+    Args:
+        model (nn.Module): Classifier, detector, segmentor or backbone.
+
+    Returns:
+        nn.Module: The same ``model``, fused and put in eval mode.
+
+    Raises:
+        ValueError: If no module of ``model`` offers ``switch_to_deploy``
+            (nothing would be fused; most likely the wrong model).
+    """
+    found = 0
+    for module in list(model.modules()):
+        switch = getattr(module, 'switch_to_deploy', None)
+        if callable(switch):
+            switch()
+            found += 1
+    if not found:
+        raise ValueError(f'{type(model).__name__} has no module offering '
+                         'switch_to_deploy(); nothing to fuse')
+    return model.eval()

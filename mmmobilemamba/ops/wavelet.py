@@ -1,0 +1,151 @@
+"""One-level 2-D Haar wavelet transform and its inverse, per channel.
+
+The four 2x2 analysis filters are built from PyWavelets' ``'db1'`` filter
+bank (the Haar wavelet), so the numbers come from the reference library
+rather than being typed in. For Haar they are, with ``s = 1/2``::
+
+    LL = s [[1, 1], [ 1,  1]]      b1 = s [[1,  1], [-1, -1]]
+    b2 = s [[1, -1], [1, -1]]      b3 = s [[1, -1], [-1,  1]]
+
+The forward transform is a stride-2 grouped convolution that turns ``C``
+channels into ``4C``, keeping each input channel's four sub-bands together
+(output channel ``4c + band``, band order LL, b1, b2, b3). The inverse is the
+transposed convolution with the same filters; because the filter bank is
+orthonormal it reconstructs the input exactly (up to float rounding).
+
+An odd height or width is padded with one zero row/column at the bottom/right
+before the forward transform; :func:`haar_idwt2d` crops back when given the
+original size.
+
+Only torch and PyWavelets are needed.
+"""
+from typing import Optional, Sequence, Tuple
+
+import pywt
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+#: Sub-band names in channel order.
+HAAR_BANDS = ('LL', 'b1', 'b2', 'b3')
+
+
+def haar_filters(dtype: torch.dtype = torch.float32,
+                 device: Optional[torch.device] = None
+                 ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Analysis and synthesis filters of the one-level 2-D Haar transform.
+
+    Args:
+        dtype (torch.dtype): Filter dtype. Defaults to torch.float32.
+        device (torch.device, optional): Filter device. Defaults to None.
+
+    Returns:
+        tuple[Tensor, Tensor]: ``(dec, rec)``, each of shape (4, 1, 2, 2) in
+        band order LL, b1, b2, b3. ``dec`` is used as a stride-2 convolution,
+        ``rec`` as the matching stride-2 transposed convolution.
+    """
+    wavelet = pywt.Wavelet('db1')
+    # PyWavelets stores filters for convolution; reversing them gives the
+    # correlation kernels that torch's conv2d applies.
+    dec_lo = torch.tensor(wavelet.dec_lo[::-1], dtype=torch.float64)
+    dec_hi = torch.tensor(wavelet.dec_hi[::-1], dtype=torch.float64)
+    rec_lo = torch.tensor(wavelet.rec_lo, dtype=torch.float64)
+    rec_hi = torch.tensor(wavelet.rec_hi, dtype=torch.float64)
+
+    def bank(lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+        # (row filter, column filter) per band: LL, b1 (rows high-pass),
+        # b2 (columns high-pass), b3 (both).
+        pairs = ((lo, lo), (hi, lo), (lo, hi), (hi, hi))
+        return torch.stack([r[:, None] * c[None, :] for r, c in pairs])[:, None]
+
+    dec = bank(dec_lo, dec_hi)
+    rec = bank(rec_lo, rec_hi)
+    return dec.to(dtype=dtype, device=device), rec.to(dtype=dtype,
+                                                        device=device)
+
+
+def haar_dwt2d(x: torch.Tensor, dec: torch.Tensor) -> torch.Tensor:
+    """Forward transform: (B, C, H, W) -> (B, 4C, ceil(H/2), ceil(W/2)).
+
+    Args:
+        x (Tensor): Input, (B, C, H, W).
+        dec (Tensor): Analysis filters, (4, 1, 2, 2) or already repeated per
+            channel, (4C, 1, 2, 2).
+
+    Returns:
+        Tensor: Sub-bands, channel ``4c + band``.
+    """
+    channels = x.shape[1]
+    if dec.shape[0] == 4 and channels != 1:
+        dec = dec.repeat(channels, 1, 1, 1)
+    if dec.shape[0] != 4 * channels:
+        raise ValueError(f'filters have {dec.shape[0]} outputs, expected '
+                         f'4 * {channels} channels = {4 * channels}')
+    pad_h, pad_w = x.shape[-2] % 2, x.shape[-1] % 2
+    if pad_h or pad_w:
+        x = F.pad(x, (0, pad_w, 0, pad_h))
+    return F.conv2d(x, dec.to(x.dtype), stride=2, groups=channels)
+
+
+def haar_idwt2d(y: torch.Tensor,
+                rec: torch.Tensor,
+                size: Optional[Sequence[int]] = None) -> torch.Tensor:
+    """Inverse transform: (B, 4C, h, w) -> (B, C, 2h, 2w), cropped to size.
+
+    Args:
+        y (Tensor): Sub-bands in the layout :func:`haar_dwt2d` produces.
+        rec (Tensor): Synthesis filters, (4, 1, 2, 2) or (4C, 1, 2, 2).
+        size (Sequence[int], optional): Original (H, W) to crop back to
+            (undoes the odd-size padding). Defaults to None (no crop).
+
+    Returns:
+        Tensor: (B, C, H, W).
+    """
+    if y.shape[1] % 4:
+        raise ValueError(f'sub-band tensor must have 4 * C channels, got '
+                         f'{y.shape[1]}')
+    channels = y.shape[1] // 4
+    if rec.shape[0] == 4 and channels != 1:
+        rec = rec.repeat(channels, 1, 1, 1)
+    if rec.shape[0] != 4 * channels:
+        raise ValueError(f'filters have {rec.shape[0]} inputs, expected '
+                         f'{4 * channels}')
+    x = F.conv_transpose2d(y, rec.to(y.dtype), stride=2, groups=channels)
+    if size is not None:
+        x = x[..., :size[0], :size[1]]
+    return x
+
+
+class HaarWavelet2d(nn.Module):
+    """Holds the Haar filter bank of ``channels`` channels as buffers.
+
+    The filters are constants, not parameters: they are kept as
+    non-persistent buffers, so they follow ``.to()``/``.half()`` but are
+    neither trained, counted as parameters, nor written to checkpoints.
+
+    Args:
+        channels (int): Number of input channels C.
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        if channels < 1:
+            raise ValueError(f'channels must be >= 1, got {channels}')
+        self.channels = channels
+        dec, rec = haar_filters()
+        self.register_buffer('dec', dec.repeat(channels, 1, 1, 1),
+                             persistent=False)
+        self.register_buffer('rec', rec.repeat(channels, 1, 1, 1),
+                             persistent=False)
+
+    def dwt(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, 4C, ceil(H/2), ceil(W/2))."""
+        return haar_dwt2d(x, self.dec)
+
+    def idwt(self, y: torch.Tensor,
+             size: Optional[Sequence[int]] = None) -> torch.Tensor:
+        """(B, 4C, h, w) -> (B, C, H, W), cropped to ``size`` if given."""
+        return haar_idwt2d(y, self.rec, size)
+
+    def extra_repr(self) -> str:
+        return f'channels={self.channels}, wavelet=db1'
