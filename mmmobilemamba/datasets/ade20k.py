@@ -24,7 +24,7 @@ unlabelled (0).
 """
 import os
 import os.path as osp
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple, Union
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -287,3 +287,71 @@ def make_ade20k(root: str,
                 osp.join(ann_dir, name + '.png'))
         counts[split] = num
     return counts
+
+
+def _step_index(pipeline, step_type: str) -> int:
+    for i, step in enumerate(pipeline or []):
+        if step.get('type') == step_type:
+            return i
+    raise ValueError(f'pipeline has no {step_type} step to rescale: '
+                     f'{[s.get("type") for s in pipeline or []]}')
+
+
+def ade20k_cfg_options(cfg,
+                       root: str,
+                       crop_size: Optional[Union[int, Tuple[int, int]]] = None,
+                       num_workers: Optional[int] = None) -> Dict[str, object]:
+    """Overrides that point an ADE20K segmentation config at another root.
+
+    The result is a dict for ``Config.merge_from_dict`` or, as ``k=v``
+    strings, for ``--cfg-options``. It sets ``data_root`` of the train, val
+    and test datasets and, optionally, shrinks the stock 512x512 pipeline to
+    train and test on small images quickly (on a CPU).
+
+    Args:
+        cfg (mmengine.Config): The loaded config (stock ADE20K pipelines:
+            ``RandomResize`` + ``RandomCrop`` for training, ``Resize`` for
+            testing).
+        root (str): The dataset root (holding ``images/`` and
+            ``annotations/``), e.g. one written by :func:`make_ade20k`.
+        crop_size (int | tuple[int, int], optional): If given, the training
+            crop (h, w); the resize scales keep the stock 4:1 (long:short)
+            bound, i.e. (2048, 512) becomes (4 * h, h), and the data
+            preprocessor pads training batches to this size.
+        num_workers (int, optional): If given, dataloader workers; 0 also
+            turns ``persistent_workers`` off (PyTorch requires it).
+
+    Returns:
+        dict: dotted config key -> value.
+    """
+    if isinstance(crop_size, int):
+        crop_size = (crop_size, crop_size)
+    if crop_size is not None and (len(crop_size) != 2
+                                  or min(crop_size) < 32):
+        raise ValueError(f'crop_size must be an int or (h, w), each >= 32, '
+                         f'got {crop_size}')
+    opts: Dict[str, object] = {}
+    for split in ('train', 'val', 'test'):
+        loader = cfg.get(f'{split}_dataloader')
+        if not loader:
+            continue
+        key = f'{split}_dataloader.dataset'
+        pipeline = loader['dataset'].get('pipeline')
+        opts[f'{key}.data_root'] = root
+        if crop_size is not None:
+            scale = (4 * crop_size[0], crop_size[0])
+            if split == 'train':
+                i = _step_index(pipeline, 'RandomResize')
+                opts[f'{key}.pipeline.{i}.scale'] = scale
+                i = _step_index(pipeline, 'RandomCrop')
+                opts[f'{key}.pipeline.{i}.crop_size'] = tuple(crop_size)
+            else:
+                i = _step_index(pipeline, 'Resize')
+                opts[f'{key}.pipeline.{i}.scale'] = scale
+        if num_workers is not None:
+            opts[f'{split}_dataloader.num_workers'] = num_workers
+            if num_workers == 0:
+                opts[f'{split}_dataloader.persistent_workers'] = False
+    if crop_size is not None:
+        opts['model.data_preprocessor.size'] = tuple(crop_size)
+    return opts

@@ -118,3 +118,31 @@ def test_cli(tmp_path):
     assert 'wrote 2 training and 1 validation images' in out
     assert osp.isfile(osp.join(root, 'annotations', 'validation',
                                'ADE_val_00000001.png'))
+
+
+def test_cfg_options_point_a_config_at_the_data(small_ade):
+    from mmengine.config import Config
+
+    from mmmobilemamba.datasets import ade20k_cfg_options
+    from ..helpers import REPO
+    root, _ = small_ade
+    cfg = Config.fromfile(
+        osp.join(REPO, 'configs',
+                 'pspnet_mobilemamba_b4-80k_ade20k-512x512.py'),
+        import_custom_modules=False)
+    cfg.merge_from_dict(ade20k_cfg_options(cfg, root, crop_size=96,
+                                           num_workers=0))
+    train = cfg.train_dataloader
+    assert train.dataset.data_root == root
+    steps = {s['type']: s for s in train.dataset.pipeline}
+    assert steps['RandomCrop']['crop_size'] == (96, 96)
+    assert steps['RandomResize']['scale'] == (384, 96)
+    assert train.num_workers == 0 and train.persistent_workers is False
+    for split in ('val', 'test'):
+        loader = cfg[f'{split}_dataloader']
+        assert loader.dataset.data_root == root
+        assert {s['type']: s for s in loader.dataset.pipeline}[
+            'Resize']['scale'] == (384, 96)
+    assert cfg.model.data_preprocessor.size == (96, 96)
+    with pytest.raises(ValueError, match='crop_size'):
+        ade20k_cfg_options(cfg, root, crop_size=(8, 8))

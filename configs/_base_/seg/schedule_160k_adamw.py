@@ -1,0 +1,14 @@
+# 160k-iteration version of schedule_80k_adamw.py (Semantic FPN, spec §4).
+_base_ = ['./schedule_80k_adamw.py']
+
+param_scheduler = [
+    dict(
+        type='PolyLR',
+        power=1.0,
+        eta_min=0.0,
+        begin=0,
+        end=160000,
+        by_epoch=False)
+]
+train_cfg = dict(max_iters=160000, val_interval=16000)
+default_hooks = dict(checkpoint=dict(interval=16000))

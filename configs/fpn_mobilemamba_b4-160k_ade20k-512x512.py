@@ -1,0 +1,34 @@
+# Semantic FPN, MobileMamba-B4 backbone, 160k iterations on ADE20K at 512x512
+# (spec §4; the release reports 42.5 mIoU).
+#
+#   python tools/train.py configs/fpn_mobilemamba_b4-160k_ade20k-512x512.py
+#   python tools/test.py configs/fpn_mobilemamba_b4-160k_ade20k-512x512.py CKPT
+#
+# FPN neck on the three backbone maps (strides 16/32/64, channels
+# 200/376/448) -> 3 x 256 channels; FPN head (128 channels) merges them at
+# stride 16. The decode head trains with 10x the backbone's lr (spec §4).
+# Params / FLOPs: docs/segmentation.md.
+_base_ = [
+    'mmseg::_base_/models/fpn_r50.py',
+    'mmseg::_base_/datasets/ade20k.py',
+    'mmseg::_base_/default_runtime.py',
+    './_base_/seg/schedule_160k_adamw.py',
+    './_base_/seg/mobilemamba_b4_seg_backbone.py',
+]
+
+norm_cfg = _base_.sync_norm_cfg
+model = dict(
+    pretrained=None,
+    data_preprocessor=_base_.seg_data_preprocessor,
+    backbone=dict(_delete_=True, **_base_.mobilemamba_b4_backbone),
+    neck=dict(in_channels=[200, 376, 448], out_channels=256, num_outs=3),
+    decode_head=dict(
+        in_channels=[256, 256, 256],
+        in_index=[0, 1, 2],
+        feature_strides=[16, 32, 64],
+        channels=128,
+        num_classes=150,
+        norm_cfg=norm_cfg))
+
+optim_wrapper = dict(
+    paramwise_cfg=dict(custom_keys={'decode_head': dict(lr_mult=10.0)}))
