@@ -14,9 +14,15 @@ from typing import Dict, List
 # toolbox scope -> 'module:Class' entries registered into its MODELS.
 # Entries whose module needs that toolbox are only imported when it is there.
 REGISTRATIONS: Dict[str, List[str]] = {
-    'mmpretrain': [],
-    'mmdet': ['mmmobilemamba.det.deconv_fpn:DeconvFPN'],
-    'mmseg': [],
+    'mmpretrain': [
+        'mmmobilemamba.models.backbones.mobilemamba:MobileMamba',
+        'mmmobilemamba.models.heads.bn_linear_head:BNLinearClsHead',
+    ],
+    'mmdet': [
+        'mmmobilemamba.det.deconv_fpn:DeconvFPN',
+        'mmmobilemamba.models.backbones.mobilemamba:MobileMamba',
+    ],
+    'mmseg': ['mmmobilemamba.models.backbones.mobilemamba:MobileMamba'],
 }
 
 # scope -> toolbox registry module
