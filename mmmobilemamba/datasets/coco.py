@@ -13,11 +13,13 @@ randomly rotated polygons. An object's mask is exactly its polygon, written as
 a COCO polygon; its box is the polygon's bounding box and its area the
 polygon's area.
 
-The shape classes are stored under real COCO category names and ids
-(:data:`COCO_SHAPE_CATEGORIES`): mmdet's ``CocoDataset`` selects categories
-by the 80 COCO class names, so this is what lets a stock 80-class config train
-on the data with no change of ``num_classes`` or ``metainfo``. The names are
-labels only ('pizza' is a triangle).
+The json lists all 80 COCO categories with their real ids
+(:data:`COCO_CATEGORIES`), and the six shape classes are stored under six of
+them (:data:`COCO_SHAPE_CATEGORIES`; the names are labels only: 'pizza' is a
+triangle). mmdet's ``CocoDataset`` and ``CocoMetric`` map class names to
+labels through the json's categories, so this is what lets a stock 80-class
+config train and evaluate on the data with no change of ``num_classes`` or
+``metainfo``; categories without objects are left out of COCO's mean AP.
 """
 import json
 import os
@@ -26,6 +28,28 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+#: The 80 COCO detection categories in id order; ids run from 1 to 90 and
+#: skip the ten ids COCO 2017 does not use.
+COCO_CATEGORY_NAMES: Tuple[str, ...] = (
+    'person', 'bicycle', 'car', 'motorcycle', 'airplane', 'bus', 'train',
+    'truck', 'boat', 'traffic light', 'fire hydrant', 'stop sign',
+    'parking meter', 'bench', 'bird', 'cat', 'dog', 'horse', 'sheep', 'cow',
+    'elephant', 'bear', 'zebra', 'giraffe', 'backpack', 'umbrella', 'handbag',
+    'tie', 'suitcase', 'frisbee', 'skis', 'snowboard', 'sports ball', 'kite',
+    'baseball bat', 'baseball glove', 'skateboard', 'surfboard',
+    'tennis racket', 'bottle', 'wine glass', 'cup', 'fork', 'knife', 'spoon',
+    'bowl', 'banana', 'apple', 'sandwich', 'orange', 'broccoli', 'carrot',
+    'hot dog', 'pizza', 'donut', 'cake', 'chair', 'couch', 'potted plant',
+    'bed', 'dining table', 'toilet', 'tv', 'laptop', 'mouse', 'remote',
+    'keyboard', 'cell phone', 'microwave', 'oven', 'toaster', 'sink',
+    'refrigerator', 'book', 'clock', 'vase', 'scissors', 'teddy bear',
+    'hair drier', 'toothbrush')
+_UNUSED_IDS = (12, 26, 29, 30, 45, 66, 68, 69, 71, 83)
+#: (id, name) of the 80 COCO categories.
+COCO_CATEGORIES: Tuple[Tuple[int, str], ...] = tuple(
+    zip([i for i in range(1, 91) if i not in _UNUSED_IDS],
+        COCO_CATEGORY_NAMES))
 
 #: (COCO category id, COCO category name, supercategory, shape drawn)
 COCO_SHAPE_CATEGORIES: Tuple[Tuple[int, str, str, str], ...] = (
@@ -203,9 +227,10 @@ def make_coco(root: str,
         raise ValueError(f'max_objects must be >= 1, got {max_objects}')
     rng = np.random.default_rng(seed)
     os.makedirs(osp.join(root, 'annotations'), exist_ok=True)
+    supercategory = {c[0]: c[2] for c in COCO_SHAPE_CATEGORIES}
     categories = [
-        dict(id=cid, name=name, supercategory=sup)
-        for cid, name, sup, _ in COCO_SHAPE_CATEGORIES
+        dict(id=cid, name=name, supercategory=supercategory.get(cid, 'none'))
+        for cid, name in COCO_CATEGORIES
     ]
     counts = {}
     ann_id = 1

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from mmmobilemamba.datasets import COCO_SHAPE_CATEGORIES, make_coco
-from mmmobilemamba.datasets.coco import polygon_area, shape_polygon
+from mmmobilemamba.datasets.coco import (COCO_CATEGORIES, polygon_area,
+                                         shape_polygon)
 
 from ..helpers import run_tool
 
@@ -37,8 +38,9 @@ def test_pycocotools_reads_it_and_masks_lie_in_boxes(small_coco):
     from pycocotools.coco import COCO
     root, _ = small_coco
     coco = COCO(osp.join(root, 'annotations', 'instances_train2017.json'))
-    assert sorted(coco.getCatIds()) == sorted(
-        c[0] for c in COCO_SHAPE_CATEGORIES)
+    assert len(coco.getCatIds()) == 80
+    used = {a['category_id'] for a in coco.loadAnns(coco.getAnnIds())}
+    assert used <= {c[0] for c in COCO_SHAPE_CATEGORIES} and len(used) >= 3
     assert len(coco.getAnnIds()) >= 12  # at least one object per image
     for img_id in coco.getImgIds():
         info = coco.loadImgs(img_id)[0]
@@ -63,6 +65,16 @@ def test_pycocotools_reads_it_and_masks_lie_in_boxes(small_coco):
             assert abs(mask.sum() - ann['area']) < 0.25 * ann['area'] + 20
             assert not (union & mask).any(), 'objects must not overlap'
             union |= mask
+
+
+def test_categories_are_cocos_80_in_mmdet_order():
+    pytest.importorskip('mmdet')
+    from mmdet.datasets import CocoDataset
+    assert tuple(n for _, n in COCO_CATEGORIES) == \
+        CocoDataset.METAINFO['classes']
+    ids = dict(COCO_CATEGORIES)
+    for cat_id, name, _, _ in COCO_SHAPE_CATEGORIES:
+        assert ids[cat_id] == name
 
 
 def test_same_seed_same_data(tmp_path):
