@@ -6,14 +6,22 @@
 Each annotation line is ``<class>/<file> <label>``. mmpretrain's ``ImageNet``
 dataset needs these files when there are fewer than 1000 class folders.
 
-The images come from a documented procedural generator: ten shape classes
-(:data:`SHAPE_CLASSES`) drawn with random colours, sizes, positions and
-rotations on noisy backgrounds, so that telling them apart needs shape, not
-colour.
+Two image sources:
+
+* ``'shapes'`` (default): a documented procedural generator, ten shape
+  classes (:data:`SHAPE_CLASSES`) drawn with random colours, sizes,
+  positions and rotations on noisy backgrounds, so that telling them apart
+  needs shape, not colour.
+* ``'digits'``: real scans. scikit-learn ships the UCI optical-recognition
+  handwritten digits (1797 scans of 8x8 pixels, 16 grey levels, 174 to 183
+  per digit, written by 43 people), so no download is needed. Each scan is
+  drawn as dark ink on white paper and upscaled (bicubic) to the requested
+  size; classes :data:`DIGIT_CLASSES`. Train and val images are disjoint
+  scans, and the val images of a seed do not depend on the train count.
 """
 import os
 import os.path as osp
-from typing import Callable, Dict, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -97,13 +105,75 @@ def draw_shape(name: str, size: int, rng: np.random.Generator) -> Image.Image:
     return img
 
 
+DIGIT_CLASSES = tuple(f'digit_{i}' for i in range(10))
+
+SOURCES = ('shapes', 'digits')
+
+
+def load_digit_scans() -> Dict[int, np.ndarray]:
+    """scikit-learn's 8x8 handwritten-digit scans, grouped by digit.
+
+    Returns:
+        dict: digit -> (n, 8, 8) float array of grey levels 0 (paper) to 16
+        (ink), in the order scikit-learn stores them.
+    """
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError as err:  # an optional runtime requirement
+        raise ImportError(
+            "source='digits' needs scikit-learn (it ships the scans): "
+            'pip install -c requirements/constraints.txt scikit-learn'
+        ) from err
+    digits = load_digits()
+    return {d: digits.images[digits.target == d] for d in range(10)}
+
+
+def digit_image(scan: np.ndarray, size: int) -> Image.Image:
+    """One 8x8 scan as a ``size`` x ``size`` RGB image, dark ink on white."""
+    grey = 255.0 - np.asarray(scan, dtype=np.float64) * (255.0 / 16.0)
+    img = Image.fromarray(np.clip(np.rint(grey), 0, 255).astype(np.uint8))
+    return img.resize((size, size), Image.BICUBIC).convert('RGB')
+
+
+def _digit_images(per_split: Dict[str, int], size: int,
+                  rng: np.random.Generator) -> Dict[str, List[list]]:
+    """split -> per-class lists of images, disjoint scans across splits."""
+    scans = load_digit_scans()
+    fewest = min(len(v) for v in scans.values())
+    wanted = sum(per_split.values())
+    if wanted > fewest:
+        raise ValueError(
+            f'the digit scans hold only {fewest} images of the rarest digit; '
+            f'asked for {per_split} = {wanted} per class')
+    out = {split: [] for split in per_split}
+    for digit in range(10):
+        order = rng.permutation(len(scans[digit]))
+        # val first, so that the val set of a seed is the same whatever the
+        # train count
+        start = 0
+        for split in sorted(per_split, key=lambda s: s != 'val'):
+            picked = order[start:start + per_split[split]]
+            start += per_split[split]
+            out[split].append([digit_image(scans[digit][i], size)
+                               for i in picked])
+    return out
+
+
+def _drawn_images(draw: Callable, classes: Sequence[str], per_class: int,
+                  size: int, rng: np.random.Generator):
+    """Per-class lazy iterables of drawn images (drawn when written)."""
+    for name in classes:
+        yield (draw(name, size, rng) for _ in range(per_class))
+
+
 def make_imagenet_folder(root: str,
                          num_train_per_class: int = 40,
                          num_val_per_class: int = 10,
                          image_size: int = 64,
-                         classes: Sequence[str] = SHAPE_CLASSES,
+                         classes: Optional[Sequence[str]] = None,
                          seed: int = 0,
-                         draw: Optional[Callable] = None) -> Dict[str, int]:
+                         draw: Optional[Callable] = None,
+                         source: str = 'shapes') -> Dict[str, int]:
     """Write the dataset under ``root``; returns the count per split.
 
     Args:
@@ -111,29 +181,56 @@ def make_imagenet_folder(root: str,
         num_train_per_class (int): Defaults to 40.
         num_val_per_class (int): Defaults to 10.
         image_size (int): Side of the square images. Defaults to 64.
-        classes (Sequence[str]): Class names, label = index. Defaults to the
-            ten procedural shape classes.
+        classes (Sequence[str], optional): Class names, label = index. None
+            uses the source's (:data:`SHAPE_CLASSES` or
+            :data:`DIGIT_CLASSES`); 'digits' accepts only ten names.
+            Defaults to None.
         seed (int): Random seed; the same seed writes the same files.
             Defaults to 0.
-        draw (Callable, optional): ``draw(name, size, rng) -> PIL.Image``;
-            defaults to :func:`draw_shape`.
+        draw (Callable, optional): ``draw(name, size, rng) -> PIL.Image``
+            for the 'shapes' source; defaults to :func:`draw_shape`.
+        source (str): 'shapes' (procedural) or 'digits' (scikit-learn's
+            real scans, at most 174 images per class in total).
+            Defaults to 'shapes'.
     """
     if image_size < 16:
         raise ValueError(f'image_size must be >= 16, got {image_size}')
-    draw = draw or draw_shape
+    if source not in SOURCES:
+        raise ValueError(f'unknown source {source!r}; expected one of '
+                         f'{SOURCES}')
+    for what, n in (('num_train_per_class', num_train_per_class),
+                    ('num_val_per_class', num_val_per_class)):
+        if not isinstance(n, int) or n < 0:
+            raise ValueError(f'{what} must be an int >= 0, got {n!r}')
+    per_split = dict(train=num_train_per_class, val=num_val_per_class)
     rng = np.random.default_rng(seed)
+    if source == 'digits':
+        if draw is not None:
+            raise ValueError("draw is only used by source='shapes'")
+        classes = DIGIT_CLASSES if classes is None else tuple(classes)
+        if len(classes) != len(DIGIT_CLASSES):
+            raise ValueError(f"source='digits' has 10 classes, got "
+                             f'{len(classes)} names: {classes}')
+        images = _digit_images(per_split, image_size, rng)
+    else:
+        classes = SHAPE_CLASSES if classes is None else tuple(classes)
+        draw = draw or draw_shape
+        images = {
+            split: _drawn_images(draw, classes, n, image_size, rng)
+            for split, n in per_split.items()
+        }
     os.makedirs(osp.join(root, 'meta'), exist_ok=True)
     counts = {}
-    for split, per_class in (('train', num_train_per_class),
-                             ('val', num_val_per_class)):
+    for split in ('train', 'val'):
         lines = []
-        for label, name in enumerate(classes):
+        # the shape generator draws lazily, split by split and class by
+        # class, so that a seed writes the same files as before 'digits'
+        for label, (name, imgs) in enumerate(zip(classes, images[split])):
             folder = osp.join(root, split, name)
             os.makedirs(folder, exist_ok=True)
-            for i in range(per_class):
+            for i, img in enumerate(imgs):
                 fname = f'{name}_{i:05d}.JPEG'
-                draw(name, image_size, rng).save(
-                    osp.join(folder, fname), format='JPEG', quality=95)
+                img.save(osp.join(folder, fname), format='JPEG', quality=95)
                 lines.append(f'{name}/{fname} {label}')
         with open(osp.join(root, 'meta', f'{split}.txt'), 'w') as f:
             f.write('\n'.join(lines) + '\n')
