@@ -20,7 +20,9 @@ _base_ = [
 model = dict(
     # 64 = the backbone's coarsest stride: every level divides evenly
     data_preprocessor=dict(pad_size_divisor=64),
-    backbone=dict(_delete_=True, **_base_.mobilemamba_b1_backbone),
+    # BN statistics stay those of the pretrained backbone (batch 2 per GPU)
+    backbone=dict(
+        _base_.mobilemamba_b1_backbone, _delete_=True, norm_eval=True),
     neck=dict(
         _delete_=True,
         type='DeconvFPN',
