@@ -1,8 +1,20 @@
-"""Selective scan (S6): reference, fast CPU path and Triton GPU kernels."""
+"""Selective scan (S6): reference, fast CPU path and Triton GPU kernels.
+
+Importing this package registers the backends: ``'ref'`` (always),
+``'torch'`` (always) and ``'triton'`` (available where triton imports and the
+tensors are on a CUDA device; otherwise it reports why not). It also
+registers the scan's FLOP count with mmengine's complexity analyzer when
+mmengine is installed (see :mod:`mmmobilemamba.ops.complexity`).
+"""
 from .api import (available_backends, default_backend, register_backend,
                   register_bidirectional_backend, selective_scan,
                   selective_scan_bidirectional)
 from .reference import selective_scan_ref
+from .torch_scan import (selective_scan_bidirectional_torch,
+                         selective_scan_torch)
+
+register_backend('torch', lambda device: True, selective_scan_torch)
+register_bidirectional_backend('torch', selective_scan_bidirectional_torch)
 
 __all__ = [
     'selective_scan', 'selective_scan_bidirectional', 'selective_scan_ref',

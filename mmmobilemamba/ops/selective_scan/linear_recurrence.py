@@ -1,0 +1,115 @@
+"""In-place first-order linear recurrence along the last dimension.
+
+``h_t = a_t * h_{t-1} + x_t`` (or, reversed, ``h_t = a_t * h_{t+1} + x_t``)
+with ``h = 0`` before the first step, computed by a recursive chunked scan
+that uses only products of decays: no division by cumulative decays, so any
+``a`` in [0, 1] is safe (a decay that underflows to 0 simply resets the
+state).
+
+One level splits time into chunks of ``T`` steps (``T`` in 2..4):
+
+1. the end state of every chunk started from zero (``T - 1`` strided
+   ``addcmul`` calls, each over all chunks at once) and the chunk's total
+   decay (its product of ``a``);
+2. the same recurrence over chunks, solved by recursion (length ``L / T``);
+3. every step inside the chunks, started from the carried-in state (one
+   ``addcmul`` to fold the carry in, ``T - 1`` strided ``addcmul`` calls).
+
+So the work is a geometric series (a few passes over the data in total), the
+number of PyTorch calls grows as ``4 log2 L`` and every call is a plain
+tensor op on a strided view: the loops run over chunk positions and levels,
+never over the data's time steps, which keeps the op traceable and
+exportable. Short sequences (where a level would cost more calls than it
+saves) are solved step by step.
+"""
+import functools
+from typing import Tuple
+
+import torch
+
+#: Chunk sizes a level may use; small chunks keep the strided passes few.
+_CHUNK_SIZES = (2, 3, 4)
+
+
+@functools.lru_cache(maxsize=None)
+def _plan(length: int) -> Tuple[int, int]:
+    """(chunk size, number of calls) of the cheapest scan of ``length``.
+
+    Chunk size 0 means a plain step-by-step loop (``length - 1`` calls).
+    """
+    best = (0, max(length - 1, 0))
+    for chunk in _CHUNK_SIZES:
+        n_chunks = length // chunk
+        if n_chunks < 2:
+            continue
+        tail = length - n_chunks * chunk
+        # phase 1 + product + recursion + fold + phase 3 + tail steps
+        calls = ((chunk - 1) + 1 + _plan(n_chunks)[1] + 1 + (chunk - 1) +
+                 tail)
+        if calls < best[1]:
+            best = (chunk, calls)
+    return best
+
+
+def _steps_(a: torch.Tensor, x: torch.Tensor, positions: range,
+            reverse: bool) -> None:
+    """Sequential steps at ``positions`` (each reads its predecessor)."""
+    step = 1 if reverse else -1
+    for t in positions:
+        x[..., t].addcmul_(a[..., t], x[..., t + step])
+
+
+def linear_scan_(a: torch.Tensor, x: torch.Tensor,
+                 reverse: bool = False) -> torch.Tensor:
+    """Solve ``h_t = a_t h_{t-1} + x_t`` in place of ``x`` and return it.
+
+    Args:
+        a (Tensor): Decays, (..., L), same shape as ``x``; read only.
+        x (Tensor): Inputs, (..., L); overwritten by the states h. Its last
+            dimension must have stride 1 (other dimensions may be strided).
+        reverse (bool): Scan from t = L-1 down to 0, i.e.
+            ``h_t = a_t h_{t+1} + x_t``. Defaults to False.
+
+    Returns:
+        Tensor: ``x``, now holding h.
+    """
+    length = x.shape[-1]
+    if length <= 1:
+        return x
+    chunk, _ = _plan(length)
+    if chunk == 0:
+        _steps_(a, x, range(length - 2, -1, -1) if reverse else
+                range(1, length), reverse)
+        return x
+    n_chunks = length // chunk
+    tail = length - n_chunks * chunk
+    # The chunked part starts where the scan starts; the tail is scanned last.
+    main = slice(tail, length) if reverse else slice(0, length - tail)
+    av = a[..., main].unflatten(-1, (n_chunks, chunk))
+    xv = x[..., main].unflatten(-1, (n_chunks, chunk))
+    order = list(range(chunk - 1, -1, -1)) if reverse else list(range(chunk))
+
+    # 1. chunk end states from a zero start, and chunk decays.
+    ends = torch.addcmul(xv[..., order[1]], av[..., order[1]],
+                         xv[..., order[0]])
+    for i in order[2:]:
+        ends = torch.addcmul(xv[..., i], av[..., i], ends)
+    if chunk == 2:
+        decays = av[..., 0] * av[..., 1]
+    else:
+        decays = av.prod(-1)
+    # 2. carries between chunks: the same recurrence, one level down.
+    linear_scan_(decays, ends, reverse)
+    # 3. fold each carry into its chunk's first step, then step through.
+    first = order[0]
+    if reverse:
+        xv[..., :-1, first].addcmul_(av[..., :-1, first], ends[..., 1:])
+    else:
+        xv[..., 1:, first].addcmul_(av[..., 1:, first], ends[..., :-1])
+    step = 1 if reverse else -1
+    for i in order[1:]:
+        xv[..., i].addcmul_(av[..., i], xv[..., i + step])
+    if tail:
+        _steps_(a, x, range(tail - 1, -1, -1) if reverse else
+                range(length - tail, length), reverse)
+    return x

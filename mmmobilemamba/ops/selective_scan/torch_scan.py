@@ -1,0 +1,355 @@
+"""The ``'torch'`` backend: a fast selective scan in plain PyTorch ops.
+
+Forward and backward are one :class:`torch.autograd.Function` each for the
+one-direction scan (:class:`SelectiveScanFn`) and for SS2D's two-direction
+scan (:class:`BidirectionalSelectiveScanFn`). Both directions of the latter
+are computed by the same tensor ops: u is broadcast to them (never flipped
+or copied) and direction 1 is scanned backwards in time by
+:func:`.linear_recurrence.linear_scan_`, so its inputs and outputs stay in
+raster order. The backward pass recomputes the states and runs the adjoint
+recurrence, which is the same scan in the opposite time direction.
+
+Internally every tensor is viewed as (batch, K, G, dim / G, N, L): K scan
+directions, G groups of B/C. The work is split into slabs of (batch, group,
+channel) rows small enough for their temporaries to stay in cache; that is
+what makes the op bandwidth-bound rather than allocation-bound, and it keeps
+the extra memory to a slab's worth instead of a multiple of the inputs.
+
+Accumulation is in fp32 (fp64 for fp64 inputs); y is returned in u's dtype
+and every gradient in its input's dtype.
+"""
+from typing import Iterator, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+
+from .linear_recurrence import linear_scan_
+
+#: Target number of elements of one (K, N)-sized temporary per slab: a few
+#: such temporaries (about 8 MiB in fp32) stay in the last-level cache.
+SLAB_ELEMENTS = 1 << 18
+
+Slab = Tuple[slice, slice, slice]
+
+
+def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _slabs(batch: int, groups: int, group_dim: int, row_elems: int,
+           exporting: bool) -> Iterator[Slab]:
+    """(batch, group, channel) index ranges covering the problem."""
+    if exporting:  # one slab: the exported graph should not unroll slabs
+        yield slice(None), slice(None), slice(None)
+        return
+    rows = max(1, SLAB_ELEMENTS // max(row_elems, 1))
+    per_sample = groups * group_dim
+    if rows >= per_sample:
+        step = rows // per_sample
+        for b in range(0, batch, step):
+            yield slice(b, b + step), slice(None), slice(None)
+    elif rows >= group_dim:
+        step = rows // group_dim
+        for b in range(batch):
+            for g in range(0, groups, step):
+                yield slice(b, b + 1), slice(g, g + step), slice(None)
+    else:
+        for b in range(batch):
+            for g in range(groups):
+                for d in range(0, group_dim, rows):
+                    yield slice(b, b + 1), slice(g, g + 1), slice(d, d + rows)
+
+
+def _is_exporting() -> bool:
+    onnx_export = getattr(torch.onnx, 'is_in_onnx_export', lambda: False)
+    compiler = getattr(torch, 'compiler', None)
+    exporting = getattr(compiler, 'is_exporting', lambda: False)
+    return bool(onnx_export() or exporting())
+
+
+class _Problem:
+    """Inputs viewed as (batch, K, G, dim/G, N, L), plus what slabs need.
+
+    Args:
+        u (Tensor): (batch, dim, L).
+        delta (Tensor): (batch, K, dim, L).
+        A (Tensor): (K, dim, N).
+        B (Tensor): (batch, K, G, N, L).
+        C (Tensor): (batch, K, G, N, L).
+        D (Tensor, optional): (K, dim).
+        z (Tensor, optional): (batch, dim, L).
+        delta_bias (Tensor, optional): (K, dim).
+        delta_softplus (bool): Apply softplus to delta + delta_bias.
+        reverse (Sequence[bool]): Per direction, whether it runs backwards.
+    """
+
+    def __init__(self, u, delta, A, B, C, D, z, delta_bias,
+                 delta_softplus: bool, reverse: Sequence[bool]) -> None:
+        self.acc = acc = _acc_dtype(u.dtype)
+        batch, dim, length = u.shape
+        k_dirs, groups, n_state = B.shape[1], B.shape[2], A.shape[-1]
+        group_dim = dim // groups
+        self.shape = (batch, k_dirs, groups, group_dim, n_state, length)
+        self.softplus = delta_softplus
+        self.reverse = tuple(reverse)
+        split = (groups, group_dim)
+        self.u = u.unflatten(1, split)[:, None, :, :, None]
+        self.delta = delta.unflatten(2, split)[:, :, :, :, None]
+        self.A = A.to(acc).unflatten(1, split)[None, ..., None]
+        self.B = B.unsqueeze(3)
+        self.C = C.unsqueeze(3)
+        # Both directions share u, so their skip weights add up.
+        self.D = (None if D is None else
+                  D.to(acc).sum(0).view(1, groups, group_dim, 1))
+        self.bias = (None if delta_bias is None else
+                     delta_bias.to(acc).unflatten(1, split)[None, ..., None,
+                                                            None])
+        self.z = None if z is None else z.unflatten(1, split)
+
+    def slabs(self) -> Iterator[Slab]:
+        batch, k_dirs, groups, group_dim, n_state, length = self.shape
+        return _slabs(batch, groups, group_dim, k_dirs * n_state * length,
+                      _is_exporting())
+
+    def states(self, sl: Slab):
+        """dt, decays and states h of one slab (h overwrites the inputs).
+
+        Returns:
+            tuple: u (b, 1, g, d, 1, L), dt (b, K, g, d, 1, L) and
+            a, h (b, K, g, d, N, L), all in the accumulation dtype.
+        """
+        bs, gs, ds = sl
+        acc = self.acc
+        u = self.u[bs, :, gs, ds].to(acc)
+        dt = self.delta[bs, :, gs, ds].to(acc)
+        if self.bias is not None:
+            dt = dt + self.bias[:, :, gs, ds]
+        if self.softplus:
+            dt = F.softplus(dt)
+        a = torch.mul(dt, self.A[:, :, gs, ds]).exp_()
+        x = dt * u
+        B = self.B[bs, :, gs].to(acc)
+        x = x.mul_(B) if x.shape == a.shape else x * B
+        for k, rev in enumerate(self.reverse):
+            linear_scan_(a[:, k], x[:, k], reverse=rev)
+        return u, dt, a, x
+
+    def output(self, sl: Slab, h: torch.Tensor, u: torch.Tensor,
+               out: torch.Tensor) -> torch.Tensor:
+        """y = sum over directions and states of C h, plus D u, into out."""
+        bs, gs, ds = sl
+        C = self.C[bs, :, gs].to(self.acc)
+        if h.shape[4] == 1:  # N = 1: no reduction over states needed
+            torch.mul(h[:, 0, ..., 0, :], C[:, 0, ..., 0, :], out=out)
+            for k in range(1, h.shape[1]):
+                out.addcmul_(h[:, k, ..., 0, :], C[:, k, ..., 0, :])
+        else:
+            torch.sum(h * C, dim=(1, 4), out=out)
+        if self.D is not None:
+            out.addcmul_(u[:, 0, ..., 0, :], self.D[:, gs, ds])
+        return out
+
+
+def _forward(prob: _Problem, return_last_state: bool):
+    batch, k_dirs, groups, group_dim, n_state, length = prob.shape
+    acc = prob.acc
+    y = torch.empty(batch, groups, group_dim, length, dtype=acc,
+                    device=prob.u.device)
+    last = (y.new_empty(batch, groups, group_dim, n_state)
+            if return_last_state else None)
+    for sl in prob.slabs():
+        bs, gs, ds = sl
+        u, _, _, h = prob.states(sl)
+        yv = prob.output(sl, h, u, y[bs, gs, ds])
+        if prob.z is not None:
+            yv.mul_(F.silu(prob.z[bs, gs, ds].to(acc)))
+        if last is not None:
+            last[bs, gs, ds] = h[:, 0, ..., -1]
+    return y, last
+
+
+def _backward(prob: _Problem, gy: Optional[torch.Tensor],
+              g_last: Optional[torch.Tensor]):
+    """Gradients in the internal layout (accumulation dtype)."""
+    batch, k_dirs, groups, group_dim, n_state, length = prob.shape
+    acc = prob.acc
+    dev = prob.u.device
+    zeros = lambda *s: torch.zeros(*s, dtype=acc, device=dev)  # noqa: E731
+    gu = torch.empty(batch, groups, group_dim, length, dtype=acc, device=dev)
+    g_delta = torch.empty(batch, k_dirs, groups, group_dim, 1, length,
+                          dtype=acc, device=dev)
+    gA = zeros(k_dirs, groups, group_dim, n_state)
+    gB = zeros(batch, k_dirs, groups, 1, n_state, length)
+    gC = zeros(batch, k_dirs, groups, 1, n_state, length)
+    gD = zeros(groups, group_dim) if prob.D is not None else None
+    g_bias = zeros(k_dirs, groups, group_dim) if prob.bias is not None \
+        else None
+    gz = (torch.empty(batch, groups, group_dim, length, dtype=acc,
+                      device=dev) if prob.z is not None else None)
+    if gy is not None:
+        gy = gy.unflatten(1, (groups, group_dim))
+    if g_last is not None:
+        g_last = g_last.unflatten(1, (groups, group_dim))
+
+    for sl in prob.slabs():
+        bs, gs, ds = sl
+        u, dt, a, h = prob.states(sl)
+        gyp = (gy[bs, gs, ds].to(acc) if gy is not None else
+               u.new_zeros(u[:, 0, ..., 0, :].shape))
+        if prob.z is not None:
+            y_pre = prob.output(sl, h, u, torch.empty_like(gyp))
+            z = prob.z[bs, gs, ds].to(acc)
+            sig = torch.sigmoid(z)
+            # d silu(z) / dz = sig * (1 + z * (1 - sig))
+            gz[bs, gs, ds] = gyp * y_pre * sig * (1 + z * (1 - sig))
+            gyp = gyp * z * sig
+        if gD is not None:
+            gD[gs, ds] += (gyp * u[:, 0, ..., 0, :]).sum((0, 3))
+            torch.mul(gyp, prob.D[:, gs, ds], out=gu[bs, gs, ds])
+        else:
+            gu[bs, gs, ds] = 0
+        gyp6 = gyp[:, None, :, :, None]
+        gC[bs, :, gs] += (h * gyp6).sum(3, keepdim=True)
+        C = prob.C[bs, :, gs].to(acc)
+        lam = gyp6 * C  # dL/dh from the output, (b, K, g, d, N, L)
+        if g_last is not None:
+            lam[:, 0, ..., -1] += g_last[bs, gs, ds].to(acc)
+        # Adjoint: lam_t = g_t + a_{t+1} lam_{t+1}. With mu_t = a_t lam_t it
+        # is the plain scan mu_t = a_t g_t + a_t mu_{t+1}, run backwards.
+        mu = a * lam
+        for k, rev in enumerate(prob.reverse):
+            linear_scan_(a[:, k], mu[:, k], reverse=not rev)
+            nxt, cur = ((slice(None, -1), slice(1, None)) if rev else
+                        (slice(1, None), slice(None, -1)))
+            lam[:, k, ..., cur] += mu[:, k, ..., nxt]
+            # mu_t h_{t-1} = lam_t dh_t/da_t * a_t: the decay's gradient.
+            mu[:, k, ..., nxt].mul_(h[:, k, ..., cur])
+            mu[:, k, ..., 0 if not rev else -1] = 0
+        del a
+        dtu = dt * u
+        gB[bs, :, gs] += (lam * dtu).sum(3, keepdim=True)
+        B = prob.B[bs, :, gs].to(acc)
+        lam_b = lam * B
+        if n_state > 1:
+            lam_b = lam_b.sum(4, keepdim=True)
+        gu[bs, gs, ds] += (lam_b * dt).sum(1)[:, :, :, 0]
+        g_dt = lam_b.mul_(u)
+        gA[:, gs, ds] += (mu * dt).sum((0, 5))
+        if n_state > 1:
+            g_dt += (mu * prob.A[:, :, gs, ds]).sum(4, keepdim=True)
+        else:
+            g_dt.addcmul_(mu, prob.A[:, :, gs, ds])
+        if prob.softplus:
+            # softplus'(s) = sigmoid(s) = 1 - exp(-softplus(s))
+            g_dt.mul_(torch.expm1(-dt).neg_())
+        g_delta[bs, :, gs, ds] = g_dt
+        if g_bias is not None:
+            g_bias[:, gs, ds] += g_dt.sum((0, 4, 5))
+    return gu, g_delta, gA, gB, gC, gD, gz, g_bias
+
+
+def _cast(grad: Optional[torch.Tensor], like: Optional[torch.Tensor]):
+    if grad is None or like is None:
+        return None
+    return grad.reshape(like.shape).to(like.dtype)
+
+
+class _ScanFnBase(torch.autograd.Function):
+    """Shared forward/backward; subclasses fix the argument layout."""
+
+    @staticmethod
+    def _problem(u, delta, A, B, C, D, z, delta_bias, delta_softplus
+                 ) -> _Problem:
+        raise NotImplementedError
+
+    @classmethod
+    def _run_forward(cls, ctx, u, delta, A, B, C, D, z, delta_bias,
+                     delta_softplus, return_last_state):
+        ctx.set_materialize_grads(False)
+        ctx.delta_softplus = delta_softplus
+        ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias)
+        prob = cls._problem(u, delta, A, B, C, D, z, delta_bias,
+                            delta_softplus)
+        y, last = _forward(prob, return_last_state)
+        y = y.flatten(1, 2).to(u.dtype)
+        if last is None:
+            return y
+        return y, last.flatten(1, 2).to(u.dtype)
+
+    @classmethod
+    def _run_backward(cls, ctx, gy, g_last):
+        u, delta, A, B, C, D, z, delta_bias = ctx.saved_tensors
+        prob = cls._problem(u, delta, A, B, C, D, z, delta_bias,
+                            ctx.delta_softplus)
+        grads = _backward(prob, gy, g_last)
+        gu, g_delta, gA, gB, gC, gD, gz, g_bias = grads
+        if gD is not None:  # both directions' D get the same gradient
+            gD = gD.flatten().repeat(prob.shape[1])
+        if g_bias is not None:
+            g_bias = g_bias.flatten()
+        return (_cast(gu, u), _cast(g_delta, delta), _cast(gA, A),
+                _cast(gB, B), _cast(gC, C), _cast(gD, D), _cast(gz, z),
+                _cast(g_bias, delta_bias))
+
+
+class SelectiveScanFn(_ScanFnBase):
+    """One-direction selective scan; arguments as :func:`selective_scan`."""
+
+    @staticmethod
+    def _problem(u, delta, A, B, C, D, z, delta_bias, delta_softplus):
+        if B.dim() == 3:
+            B, C = B[:, None], C[:, None]
+        lift = lambda t: None if t is None else t[None]  # noqa: E731
+        return _Problem(u, delta[:, None], A[None], B[:, None], C[:, None],
+                        lift(D), z, lift(delta_bias), delta_softplus,
+                        reverse=(False, ))
+
+    @staticmethod
+    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_softplus,
+                return_last_state):
+        return SelectiveScanFn._run_forward(ctx, u, delta, A, B, C, D, z,
+                                            delta_bias, delta_softplus,
+                                            return_last_state)
+
+    @staticmethod
+    def backward(ctx, gy, g_last=None):
+        return SelectiveScanFn._run_backward(ctx, gy, g_last) + (None, None)
+
+
+class BidirectionalSelectiveScanFn(_ScanFnBase):
+    """SS2D's two-direction scan; arguments as
+    :func:`selective_scan_bidirectional` (direction 1 runs backwards)."""
+
+    @staticmethod
+    def _problem(u, delta, A, B, C, D, z, delta_bias, delta_softplus):
+        dim = u.shape[1]
+        per_dir = lambda t: None if t is None else t.view(2, dim)  # noqa
+        return _Problem(u, delta, A.view(2, dim, A.shape[-1]), B[:, :, None],
+                        C[:, :, None], per_dir(D), None, per_dir(delta_bias),
+                        delta_softplus, reverse=(False, True))
+
+    @staticmethod
+    def forward(ctx, u, delta, A, B, C, D, delta_bias, delta_softplus):
+        return BidirectionalSelectiveScanFn._run_forward(
+            ctx, u, delta, A, B, C, D, None, delta_bias, delta_softplus,
+            False)
+
+    @staticmethod
+    def backward(ctx, gy):
+        grads = BidirectionalSelectiveScanFn._run_backward(ctx, gy, None)
+        gu, g_delta, gA, gB, gC, gD, _, g_bias = grads
+        return gu, g_delta, gA, gB, gC, gD, g_bias, None
+
+
+def selective_scan_torch(u, delta, A, B, C, D=None, z=None, delta_bias=None,
+                         delta_softplus=False, return_last_state=False):
+    """The ``'torch'`` backend of :func:`selective_scan`."""
+    return SelectiveScanFn.apply(u, delta, A, B, C, D, z, delta_bias,
+                                 delta_softplus, return_last_state)
+
+
+def selective_scan_bidirectional_torch(u, delta, A, B, C, D=None,
+                                       delta_bias=None, delta_softplus=True):
+    """The ``'torch'`` backend of :func:`selective_scan_bidirectional`."""
+    return BidirectionalSelectiveScanFn.apply(u, delta, A, B, C, D,
+                                              delta_bias, delta_softplus)
