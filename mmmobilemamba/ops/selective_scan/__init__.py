@@ -6,6 +6,7 @@ tensors are on a CUDA device; otherwise it reports why not). It also
 registers the scan's FLOP count with mmengine's complexity analyzer when
 mmengine is installed (see :mod:`mmmobilemamba.ops.complexity`).
 """
+from ..complexity import register_flop_handles
 from .api import (available_backends, default_backend, register_backend,
                   register_bidirectional_backend, selective_scan,
                   selective_scan_bidirectional)
@@ -15,6 +16,7 @@ from .torch_scan import (selective_scan_bidirectional_torch,
 
 register_backend('torch', lambda device: True, selective_scan_torch)
 register_bidirectional_backend('torch', selective_scan_bidirectional_torch)
+register_flop_handles()  # no-op without mmengine
 
 __all__ = [
     'selective_scan', 'selective_scan_bidirectional', 'selective_scan_ref',

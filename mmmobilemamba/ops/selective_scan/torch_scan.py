@@ -111,23 +111,32 @@ class _Problem:
         return _slabs(batch, groups, group_dim, k_dirs * n_state * length,
                       _is_exporting())
 
-    def states(self, sl: Slab):
-        """dt, decays and states h of one slab (h overwrites the inputs).
+    def states(self, sl: Slab, keep_dt: bool = True):
+        """dt, decays and states h of one slab.
+
+        Args:
+            sl (Slab): The slab.
+            keep_dt (bool): Return dt; otherwise its buffer may be reused
+                for h (the forward pass does not need dt afterwards).
 
         Returns:
-            tuple: u (b, 1, g, d, 1, L), dt (b, K, g, d, 1, L) and
+            tuple: u (b, 1, g, d, 1, L), dt (b, K, g, d, 1, L) or None, and
             a, h (b, K, g, d, N, L), all in the accumulation dtype.
         """
         bs, gs, ds = sl
         acc = self.acc
         u = self.u[bs, :, gs, ds].to(acc)
-        dt = self.delta[bs, :, gs, ds].to(acc)
+        dt = delta = self.delta[bs, :, gs, ds]
         if self.bias is not None:
-            dt = dt + self.bias[:, :, gs, ds]
+            dt = dt.to(acc) + self.bias[:, :, gs, ds]
         if self.softplus:
-            dt = F.softplus(dt)
+            dt = F.softplus(dt.to(acc))
+        dt = dt.to(acc)
         a = torch.mul(dt, self.A[:, :, gs, ds]).exp_()
-        x = dt * u
+        if keep_dt or dt.data_ptr() == delta.data_ptr():
+            x = dt * u
+        else:  # dt is a temporary: scan in its buffer
+            x, dt = dt.mul_(u), None
         B = self.B[bs, :, gs].to(acc)
         x = x.mul_(B) if x.shape == a.shape else x * B
         for k, rev in enumerate(self.reverse):
@@ -159,7 +168,7 @@ def _forward(prob: _Problem, return_last_state: bool):
             if return_last_state else None)
     for sl in prob.slabs():
         bs, gs, ds = sl
-        u, _, _, h = prob.states(sl)
+        u, _, _, h = prob.states(sl, keep_dt=False)
         yv = prob.output(sl, h, u, y[bs, gs, ds])
         if prob.z is not None:
             yv.mul_(F.silu(prob.z[bs, gs, ds].to(acc)))
