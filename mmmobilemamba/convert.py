@@ -9,19 +9,21 @@ Haar filters (this project rebuilds them from PyWavelets as non-persistent
 buffers), so a checkpoint with other filters is refused rather than silently
 changed.
 
-Key mapping (release -> ours), block ``i`` of stage ``s``::
+Key mapping (release -> ours, ``backbone.`` omitted; ``D`` below is
+``stages.{1,2}.downsample``)::
 
     patch_embed.{0,2,4,6}.c / .bn           stem.convs.{0..3}.conv / .bn
     blocks1.{i}                             stages.0.blocks.{i}
-    blocks{2,3}.0.0.m / .0.1.m              stages.{1,2}.downsample.pre_dw / pre_ffn
-    blocks{2,3}.1.conv1/conv2/se/conv3      ...downsample.merge.expand/dw/se/project
-    blocks{2,3}.2.0.m / .2.1.m              ...downsample.post_dw / post_ffn
+    blocks{2,3}.0.0.m / .0.1.m              D.pre_dw / D.pre_ffn
+    blocks{2,3}.1.conv1/conv2/se/conv3      D.merge.expand/dw/se/project
+    blocks{2,3}.2.0.m / .2.1.m              D.post_dw / D.post_ffn
     blocks{2,3}.{3+i}                       stages.{1,2}.blocks.{i}
     (block) dw0.m, ffn0.m, dw1.m, ffn1.m    dw1, ffn1, dw2, ffn2
     (block) mixer.m.attn.proj.1             mrffi.proj
     (block) mixer.m.attn.local_op.{dwconv3x3,bn1,dwconv1x1,bn2}
                                             mrffi.local_op.{spatial.0.conv,
-                                            spatial.0.bn, channel.conv, channel.bn}
+                                            spatial.0.bn, channel.conv,
+                                            channel.bn}
     (block) mixer.m.attn.global_op.global_atten.*
                                             mrffi.global_op.ss2d.*
     head.bn / head.l                        head.bn / head.fc
@@ -304,7 +306,8 @@ def convert_release_state_dict(state: StateDict,
     unfilled = sorted(set(expected) - set(converted))
     problems = []
     if unused:
-        problems.append(f'{len(unused)} source keys not used: {sorted(unused)}')
+        problems.append(f'{len(unused)} source keys not used: '
+                        f'{sorted(unused)}')
     if unfilled:
         problems.append(f'{len(unfilled)} target keys not filled: {unfilled}')
     if bad_shapes:

@@ -10,7 +10,8 @@ the wavelet-domain branch), :mod:`.mk_deconv` (local branch),
 """
 from .backbones import MobileMamba
 from .block import MobileMambaBlock
-from .bricks import FFN, ConvBN, DropPath, DWConv, PatchMerging, SqueezeExcite
+from .bricks import (FFN, ConvBN, DropPath, DWConv, PatchMerging,
+                     ResidualDWConv, SqueezeExcite)
 from .channel_split import ChannelSplit, split_channels
 from .fusion import fuse_bn
 from .mk_deconv import MKDeConv
@@ -22,7 +23,7 @@ from .wte_mamba import WTEMamba
 
 __all__ = [
     'MobileMamba', 'MobileMambaBlock', 'ConvBN', 'DWConv', 'FFN', 'DropPath',
-    'PatchMerging', 'SqueezeExcite', 'ChannelSplit', 'split_channels',
-    'fuse_bn', 'MKDeConv', 'MRFFI', 'SS2D', 'Downsample', 'MobileMambaStage',
-    'Stem', 'WTEMamba'
+    'PatchMerging', 'ResidualDWConv', 'SqueezeExcite', 'ChannelSplit',
+    'split_channels', 'fuse_bn', 'MKDeConv', 'MRFFI', 'SS2D', 'Downsample',
+    'MobileMambaStage', 'Stem', 'WTEMamba'
 ]

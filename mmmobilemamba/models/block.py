@@ -17,7 +17,7 @@ from typing import Optional, Sequence, Union
 import torch
 import torch.nn as nn
 
-from .bricks import FFN, DropPath, DWConv
+from .bricks import FFN, DropPath, ResidualDWConv
 from .mrffi import MRFFI
 
 
@@ -51,19 +51,19 @@ class MobileMambaBlock(nn.Module):
                  deploy: bool = False,
                  scan_backend: Optional[str] = None) -> None:
         super().__init__()
-        self.dw1 = DWConv(channels, bn_weight_init=0., deploy=deploy)
+        self.dw1 = ResidualDWConv(channels, bn_weight_init=0., deploy=deploy)
         self.ffn1 = FFN(channels, ffn_ratio, deploy=deploy)
         self.mrffi = MRFFI(channels, kernel_size, global_ratio, local_ratio,
                            ssm_ratio=ssm_ratio, d_state=d_state,
                            deploy=deploy, scan_backend=scan_backend)
-        self.dw2 = DWConv(channels, bn_weight_init=0., deploy=deploy)
+        self.dw2 = ResidualDWConv(channels, bn_weight_init=0., deploy=deploy)
         self.ffn2 = FFN(channels, ffn_ratio, deploy=deploy)
         self.drop_path = DropPath(drop_path)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = x + self.dw1(x)
+        y = self.dw1(x)  # x + DW(x)
         y = y + self.ffn1(y)
         y = y + self.mrffi(y)
-        y = y + self.dw2(y)
+        y = self.dw2(y)  # y + DW'(y)
         y = y + self.ffn2(y)
         return x + self.drop_path(y)

@@ -2,13 +2,14 @@
 
 * :class:`ConvBN` - bias-free Conv2d + BatchNorm2d (fusable into one conv);
 * :class:`FFN` - 1x1 expand, ReLU, 1x1 project (zero-initialised output);
-* :class:`DWConv` - depthwise 3x3 Conv-BN;
+* :class:`DWConv` - depthwise 3x3 Conv-BN, and :class:`ResidualDWConv`,
+  ``x + DW(x)`` (the identity folds into the kernel in deploy mode);
 * :class:`SqueezeExcite` - channel gating from global context;
 * :class:`PatchMerging` - the stride-2 downsampling between stages;
 * :class:`DropPath` - stochastic depth.
 
-Residual connections (``x + m(x)``) are written out in the forward of the
-modules that use them, which keeps checkpoint key names short.
+Other residual connections (``x + m(x)``) are written out in the forward of
+the modules that use them, which keeps checkpoint key names short.
 """
 from typing import Optional
 
@@ -96,6 +97,37 @@ class DWConv(ConvBN):
                  deploy: bool = False) -> None:
         super().__init__(channels, channels, 3, groups=channels,
                          bn_weight_init=bn_weight_init, deploy=deploy)
+
+
+class ResidualDWConv(DWConv):
+    """``x + DW(x)``: a depthwise 3x3 Conv-BN with its identity shortcut.
+
+    In deploy mode the shortcut is folded into the kernel as well (RepVGG's
+    re-parameterisation): a depthwise 3x3 conv with padding 1 plus the
+    identity equals the same conv with 1 added to each kernel's centre tap.
+    The fused form is therefore a single conv, with the same state_dict
+    keys as a fused :class:`DWConv`.
+
+    Args:
+        channels (int): Channels.
+        bn_weight_init (float): Initial BatchNorm weight (0 makes the module
+            start as the identity). Defaults to 1.0.
+        deploy (bool): Build the fused form. Defaults to False.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.deploy:
+            return self.conv(x)
+        return x + self.bn(self.conv(x))
+
+    @torch.no_grad()
+    def switch_to_deploy(self) -> None:
+        """Fold the BatchNorm and the identity into the conv (idempotent)."""
+        if self.deploy:
+            return
+        super().switch_to_deploy()
+        centre = self.conv.kernel_size[0] // 2
+        self.conv.weight[:, 0, centre, centre] += 1
 
 
 class FFN(nn.Module):

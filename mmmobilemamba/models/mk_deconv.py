@@ -45,8 +45,8 @@ class MKDeConv(nn.Module):
             kernel_sizes = (kernel_sizes, )
         kernel_sizes = tuple(int(k) for k in kernel_sizes)
         if not kernel_sizes or any(k < 1 or k % 2 == 0 for k in kernel_sizes):
-            raise ValueError(f'kernel_sizes must be odd positive integers, got '
-                             f'{kernel_sizes}')
+            raise ValueError(f'kernel_sizes must be odd positive integers, '
+                             f'got {kernel_sizes}')
         if len(kernel_sizes) > channels:
             raise ValueError(f'{len(kernel_sizes)} kernel sizes '
                              f'{kernel_sizes} need at least as many channels, '

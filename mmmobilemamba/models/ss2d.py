@@ -17,7 +17,6 @@ from typing import Optional
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from mmmobilemamba.ops.selective_scan import selective_scan_bidirectional
 from .bricks import ConvBN

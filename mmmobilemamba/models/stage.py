@@ -17,7 +17,7 @@ import torch.nn as nn
 from torch.utils.checkpoint import checkpoint
 
 from .block import MobileMambaBlock
-from .bricks import FFN, DWConv, PatchMerging
+from .bricks import FFN, PatchMerging, ResidualDWConv
 
 
 class Downsample(nn.Module):
@@ -36,17 +36,17 @@ class Downsample(nn.Module):
                  ffn_ratio: float = 2,
                  deploy: bool = False) -> None:
         super().__init__()
-        self.pre_dw = DWConv(in_channels, deploy=deploy)
+        self.pre_dw = ResidualDWConv(in_channels, deploy=deploy)
         self.pre_ffn = FFN(in_channels, ffn_ratio, deploy=deploy)
         self.merge = PatchMerging(in_channels, out_channels, deploy=deploy)
-        self.post_dw = DWConv(out_channels, deploy=deploy)
+        self.post_dw = ResidualDWConv(out_channels, deploy=deploy)
         self.post_ffn = FFN(out_channels, ffn_ratio, deploy=deploy)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.pre_dw(x)
+        x = self.pre_dw(x)  # x + DW(x)
         x = x + self.pre_ffn(x)
         x = self.merge(x)
-        x = x + self.post_dw(x)
+        x = self.post_dw(x)  # x + DW(x)
         return x + self.post_ffn(x)
 
 

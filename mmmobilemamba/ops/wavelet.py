@@ -56,7 +56,8 @@ def haar_filters(dtype: torch.dtype = torch.float32,
         # (row filter, column filter) per band: LL, b1 (rows high-pass),
         # b2 (columns high-pass), b3 (both).
         pairs = ((lo, lo), (hi, lo), (lo, hi), (hi, hi))
-        return torch.stack([r[:, None] * c[None, :] for r, c in pairs])[:, None]
+        bands = [r[:, None] * c[None, :] for r, c in pairs]
+        return torch.stack(bands)[:, None]
 
     dec = bank(dec_lo, dec_hi)
     rec = bank(rec_lo, rec_hi)

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from mmmobilemamba.models import (FFN, ConvBN, DropPath, DWConv, PatchMerging,
-                                  SqueezeExcite)
+                                  ResidualDWConv, SqueezeExcite)
 from .utils import randomize_norms, rel_err
 
 
@@ -76,3 +76,21 @@ def test_drop_path():
     with pytest.raises(ValueError, match='drop_prob must be in \\[0, 1\\), '
                        'got 1.0'):
         DropPath(1.0)
+
+
+def test_residual_dwconv_folds_its_identity_in_deploy_mode():
+    m = randomize_norms(ResidualDWConv(6)).eval()
+    x = torch.randn(2, 6, 5, 7)
+    ref = m(x)
+    plain = DWConv(6)
+    plain.load_state_dict(m.state_dict())
+    torch.testing.assert_close(ref, x + plain.eval()(x))
+    m.switch_to_deploy()
+    m.switch_to_deploy()  # idempotent: the identity is added once
+    assert sorted(m.state_dict()) == ['conv.bias', 'conv.weight']
+    assert rel_err(m(x), ref) < 1e-6
+    built = ResidualDWConv(6, deploy=True).eval()
+    built.load_state_dict(m.state_dict())
+    assert rel_err(built(x), ref) < 1e-6
+    # a zero-initialised one starts as the identity
+    assert torch.equal(ResidualDWConv(6, bn_weight_init=0.)(x), x)

@@ -12,6 +12,7 @@ from mmmobilemamba.convert import (ConversionError, convert_release_checkpoint,
 from mmmobilemamba.models import MobileMamba
 from ..helpers import REPO
 from .release_layout import release_state_dict
+from .utils import build_classifier
 
 T2 = dict(embed_dims=(144, 272, 368), depths=(1, 2, 2))
 B1 = dict(embed_dims=(200, 376, 448), depths=(2, 3, 2))
@@ -129,7 +130,8 @@ def test_trainer_checkpoints_and_prefixes(t2_release):
 
 
 def _cli():
-    path = osp.join(REPO, 'tools/model_converters/mobilemamba_to_mmpretrain.py')
+    path = osp.join(REPO, 'tools', 'model_converters',
+                    'mobilemamba_to_mmpretrain.py')
     spec = importlib.util.spec_from_file_location('mm_to_mmpretrain', path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -159,16 +161,10 @@ def test_cli_converts_ema_and_refuses_partial(t2_release, tmp_path, capsys):
 def test_converted_checkpoint_loads_into_the_classifier(t2_release,
                                                         tmp_path):
     pytest.importorskip('mmpretrain')
-    import mmmobilemamba  # noqa: F401
-    from mmengine.config import Config
     from mmengine.runner import load_checkpoint
-    from mmpretrain.registry import MODELS
     src, dst = tmp_path / 'release.pth', tmp_path / 'converted.pth'
     torch.save(t2_release, src)
     convert_release_checkpoint(str(src), str(dst))
-    cfg = Config.fromfile(
-        osp.join(REPO, 'configs/_base_/models/mobilemamba-t2.py'))
-    cfg.model.head.num_classes = 10
-    model = MODELS.build(cfg.model)
+    model = build_classifier('t2', **{'head.num_classes': 10})
     load_checkpoint(model, str(dst), strict=True)
     assert torch.equal(model.head.fc.weight, t2_release['head.l.weight'])

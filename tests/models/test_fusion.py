@@ -7,7 +7,7 @@ import torch
 
 from mmmobilemamba.models import MobileMamba, fuse_bn
 from ..helpers import REPO
-from .utils import randomize_norms, rel_err
+from .utils import build_classifier, randomize_norms, rel_err
 
 TOL = 1e-4  # relative, fp32 (the bar)
 
@@ -68,20 +68,14 @@ def test_fuse_bn_refuses_models_with_nothing_to_fuse():
 @pytest.mark.parametrize('batch', [1, 8])
 def test_classifier_fusion_equivalence_and_deploy_config(batch):
     pytest.importorskip('mmpretrain')
-    import mmmobilemamba  # noqa: F401  (registration)
-    from mmengine.config import Config
-    from mmpretrain.registry import MODELS
-    cfg = Config.fromfile(
-        osp.join(REPO, 'configs/_base_/models/mobilemamba-t2.py'))
-    model = randomize_norms(MODELS.build(cfg.model)).eval()
+    model = randomize_norms(build_classifier('t2')).eval()
     fused = _fused_copy(model)
     x = torch.rand(batch, 3, 64, 64)
     with torch.no_grad():
         ref = model(x, mode='tensor')
         assert rel_err(fused(x, mode='tensor'), ref) < TOL
-    cfg.merge_from_dict({'model.backbone.deploy': True,
-                         'model.head.deploy': True})
-    built = MODELS.build(cfg.model).eval()
+    built = build_classifier('t2', **{'backbone.deploy': True,
+                                      'head.deploy': True}).eval()
     built.load_state_dict(fused.state_dict(), strict=True)
     with torch.no_grad():
         assert rel_err(built(x, mode='tensor'), ref) < TOL
@@ -95,14 +89,15 @@ def test_detector_and_segmentor_fusion(scope, config):
     pytest.importorskip(scope)
     import mmmobilemamba  # noqa: F401
     from mmengine.config import Config
-    from mmengine.registry import MODELS, init_default_scope
+    from mmengine.registry import MODELS, DefaultScope
     path = osp.join(REPO, config)
     if not osp.isfile(path):
         pytest.skip(f'{config} is not in this checkout')
     cfg = Config.fromfile(path)
     cfg.model.backbone.init_cfg = None
-    init_default_scope(scope)
-    model = randomize_norms(MODELS.build(cfg.model)).eval()
+    # a context, so that no global default scope leaks into other tests
+    with DefaultScope.overwrite_default_scope(scope):
+        model = randomize_norms(MODELS.build(cfg.model)).eval()
     fused = _fused_copy(model)
     assert fused.backbone.deploy
     x = torch.rand(1, 3, 128, 128)

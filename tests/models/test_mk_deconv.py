@@ -47,7 +47,8 @@ def test_fusion_equivalence(kernels):
 
 
 def test_bad_kernels_raise():
-    with pytest.raises(ValueError, match='odd positive integers, got \\(4,\\)'):
+    with pytest.raises(ValueError,
+                       match='odd positive integers, got \\(4,\\)'):
         MKDeConv(8, 4)
     with pytest.raises(ValueError, match='need at least as many channels'):
         MKDeConv(2, (3, 5, 7))

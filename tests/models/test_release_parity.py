@@ -9,8 +9,8 @@ import torch
 
 from mmmobilemamba.convert import convert_release_state_dict
 from mmmobilemamba.models import MobileMamba, fuse_bn
-from ..helpers import REPO, SHARED
-from .utils import rel_err
+from ..helpers import SHARED
+from .utils import build_classifier, rel_err
 
 FIXTURE = osp.join(SHARED, 'fixtures', 'release_t2_golden.pth')
 TOL = 1e-4  # relative, fp32
@@ -52,12 +52,7 @@ def test_stage_features_match_the_release(golden, backbone, case):
 @pytest.mark.parametrize('case', ['square', 'odd'])
 def test_classifier_logits_match_the_release(golden, case):
     pytest.importorskip('mmpretrain')
-    import mmmobilemamba  # noqa: F401
-    from mmengine.config import Config
-    from mmpretrain.registry import MODELS
-    cfg = Config.fromfile(
-        osp.join(REPO, 'configs/_base_/models/mobilemamba-t2.py'))
-    model = MODELS.build(cfg.model).eval()
+    model = build_classifier('t2').eval()
     model.load_state_dict(golden[1], strict=True)
     ref = golden[0][case]
     with torch.no_grad():

@@ -25,3 +25,30 @@ def randomize_norms(model: nn.Module, seed: int = 0) -> nn.Module:
 def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
     """max |a - b| / max |b|."""
     return ((a - b).abs().max() / b.abs().max().clamp_min(1e-12)).item()
+
+
+def build_classifier(arch: str = 't2', **overrides) -> nn.Module:
+    """The classifier of configs/_base_/models/mobilemamba-{arch}.py.
+
+    Built under the 'mmpretrain' scope explicitly, so that a default scope
+    left behind by another test (e.g. 'mmdet') cannot redirect the build.
+
+    Args:
+        arch (str): Variant. Defaults to 't2'.
+        **overrides: Dotted config keys merged into ``model``, e.g.
+            ``{'backbone.deploy': True}``.
+    """
+    import os.path as osp
+
+    import mmmobilemamba  # noqa: F401  (registration)
+    from mmengine.config import Config
+    from mmengine.registry import DefaultScope
+    from mmpretrain.registry import MODELS
+
+    from ..helpers import REPO
+    cfg = Config.fromfile(
+        osp.join(REPO, 'configs', '_base_', 'models',
+                 f'mobilemamba-{arch.lower()}.py'))
+    cfg.merge_from_dict({f'model.{k}': v for k, v in overrides.items()})
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        return MODELS.build(cfg.model)

@@ -6,7 +6,8 @@
 #
 # The modules are registered by `import mmmobilemamba`; a full config that
 # inherits this piece adds
-#     custom_imports = dict(imports=['mmmobilemamba'], allow_failed_imports=False)
+#     custom_imports = dict(
+#         imports=['mmmobilemamba'], allow_failed_imports=False)
 # Deployment: a checkpoint from tools/deployment/fuse_bn.py loads with
 #     --cfg-options model.backbone.deploy=True model.head.deploy=True
 model = dict(

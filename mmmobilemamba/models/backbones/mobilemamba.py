@@ -291,7 +291,8 @@ class MobileMamba(BaseModule):
 
     def switch_to_deploy(self) -> None:
         """Fold every BatchNorm of the backbone (idempotent)."""
-        for module in self.modules():
+        # a list: modules replace their children while being switched
+        for module in list(self.modules()):
             if module is not self and hasattr(module, 'switch_to_deploy'):
                 module.switch_to_deploy()
         self.deploy = True
@@ -398,11 +399,12 @@ class MobileMamba(BaseModule):
         report = LoadReport(sorted(missing), sorted(unexpected))
         if report.missing_keys or report.unexpected_keys:
             hint = ''
-            if self.deploy and any('.bn.' in k for k in report.unexpected_keys):
+            unexpected = report.unexpected_keys
+            if self.deploy and any('.bn.' in k for k in unexpected):
                 hint = (' The weights are unfused but the model was built '
                         'with deploy=True; build it with deploy=False.')
             elif not self.deploy and any(k.endswith('conv.bias')
-                                         for k in report.unexpected_keys):
+                                         for k in unexpected):
                 hint = (' The weights look BN-fused; build the model with '
                         'deploy=True.')
             message = (f'loading {source} into MobileMamba: '

@@ -7,7 +7,6 @@ import torch
 import torch.nn as nn
 
 from mmmobilemamba.models import MobileMamba
-from mmmobilemamba.models.backbones.mobilemamba import arch_settings
 from ..utils import randomize_norms, rel_err
 
 VARIANTS = ['T2', 'T4', 'S6', 'B1', 'B2', 'B4']

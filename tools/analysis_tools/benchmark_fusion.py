@@ -1,0 +1,109 @@
+"""Speed of a MobileMamba classifier before and after BN fusion (CPU).
+
+    python tools/analysis_tools/benchmark_fusion.py [--arch T2] [--size 192]
+        [--batch 32] [--rounds 7] [--iters 2] [--threads N]
+        [--scan-backend NAME]
+
+Builds the classifier of configs/_base_/models/mobilemamba-{arch}.py (random
+weights with random BN statistics), makes a BN-fused copy with ``fuse_bn``
+and times both in this one process, in eval mode under
+``torch.inference_mode``: after a warm-up, rounds alternate between the two
+models (and which goes first) so that drifting machine load affects both
+alike. It prints the median seconds per batch of each, the speed-up ratio
+(unfused / fused) and the largest relative difference of their logits.
+"""
+import argparse
+import copy
+import os.path as osp
+import platform
+import statistics
+import sys
+import time
+
+import torch
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--arch', default='T2',
+                        choices=['T2', 'T4', 'S6', 'B1', 'B2', 'B4'])
+    parser.add_argument('--size', type=int, default=192, help='input H = W')
+    parser.add_argument('--batch', type=int, default=32)
+    parser.add_argument('--rounds', type=int, default=7,
+                        help='timed rounds per model (median is reported)')
+    parser.add_argument('--iters', type=int, default=2,
+                        help='forward passes per round')
+    parser.add_argument('--threads', type=int, default=None,
+                        help='torch intra-op threads (default: torch\'s)')
+    parser.add_argument('--scan-backend', default=None,
+                        help="selective-scan backend ('ref', 'torch'); "
+                        'default: the fastest available on CPU')
+    return parser.parse_args(argv)
+
+
+def build(arch: str, scan_backend):
+    import mmmobilemamba  # noqa: F401  (registration)
+    from mmengine.config import Config
+    from mmpretrain.registry import MODELS
+    cfg = Config.fromfile(
+        osp.join(REPO, 'configs', '_base_', 'models',
+                 f'mobilemamba-{arch.lower()}.py'))
+    cfg.model.backbone.scan_backend = scan_backend
+    cfg.model.pop('train_cfg', None)
+    model = MODELS.build(cfg.model)
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # non-trivial BN statistics, as after training
+        for m in model.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.weight.copy_(torch.rand(m.weight.shape, generator=gen) + .5)
+                m.running_var.copy_(
+                    torch.rand(m.running_var.shape, generator=gen) + .5)
+    return model.eval()
+
+
+def time_round(model, x, iters: int) -> float:
+    start = time.perf_counter()
+    for _ in range(iters):
+        model(x, mode='tensor')
+    return (time.perf_counter() - start) / iters
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from mmmobilemamba.models.fusion import fuse_bn
+    from mmmobilemamba.ops.selective_scan import default_backend
+    backend = args.scan_backend or default_backend(torch.device('cpu'))
+    unfused = build(args.arch, args.scan_backend)
+    fused = fuse_bn(copy.deepcopy(unfused))
+    x = torch.rand(args.batch, 3, args.size, args.size)
+    times = {'unfused': [], 'fused': []}
+    models = {'unfused': unfused, 'fused': fused}
+    with torch.inference_mode():
+        diff = ((fused(x, mode='tensor') - unfused(x, mode='tensor')).abs()
+                .max() / unfused(x, mode='tensor').abs().max()).item()
+        for name in models:  # warm-up
+            time_round(models[name], x, 1)
+        for r in range(args.rounds):
+            order = ('unfused', 'fused') if r % 2 == 0 else ('fused',
+                                                              'unfused')
+            for name in order:
+                times[name].append(time_round(models[name], x, args.iters))
+    med = {k: statistics.median(v) for k, v in times.items()}
+    print(f'MobileMamba-{args.arch} classifier, input {args.batch}x3x'
+          f'{args.size}x{args.size}, CPU ({platform.processor() or "cpu"}, '
+          f'{torch.get_num_threads()} threads), torch {torch.__version__}, '
+          f'scan backend {backend!r}')
+    print(f'unfused: {med["unfused"]:.4f} s/batch (median of {args.rounds} '
+          f'rounds x {args.iters})')
+    print(f'fused:   {med["fused"]:.4f} s/batch')
+    print(f'speed-up (unfused / fused): {med["unfused"] / med["fused"]:.3f}x')
+    print(f'max relative logit difference: {diff:.2e}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
