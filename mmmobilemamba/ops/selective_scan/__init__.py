@@ -13,9 +13,13 @@ from .api import (available_backends, default_backend, register_backend,
 from .reference import selective_scan_ref
 from .torch_scan import (selective_scan_bidirectional_torch,
                          selective_scan_torch)
+from .triton_scan import (selective_scan_bidirectional_triton,
+                          selective_scan_triton, triton_status)
 
 register_backend('torch', lambda device: True, selective_scan_torch)
 register_bidirectional_backend('torch', selective_scan_bidirectional_torch)
+register_backend('triton', triton_status, selective_scan_triton)
+register_bidirectional_backend('triton', selective_scan_bidirectional_triton)
 register_flop_handles()  # no-op without mmengine
 
 __all__ = [
