@@ -17,6 +17,7 @@ REGISTRATIONS: Dict[str, List[str]] = {
     'mmpretrain': [
         'mmmobilemamba.models.backbones.mobilemamba:MobileMamba',
         'mmmobilemamba.models.heads.bn_linear_head:BNLinearClsHead',
+        'mmmobilemamba.models.classifiers.kd_classifier:KDImageClassifier',
     ],
     'mmdet': [
         'mmmobilemamba.det.deconv_fpn:DeconvFPN',
