@@ -1,0 +1,336 @@
+"""Selective scan: every backend against the fp64 reference.
+
+The reference (``backend='ref'``, a plain loop) is run in fp64 on the same
+(already rounded) inputs; the backend under test runs in the inputs' dtype.
+Forward outputs and all input gradients are compared with a relative error
+(max abs difference over the reference's max abs value). The Triton
+kernels run in triton's CPU interpreter in a subprocess (see
+``_triton_interpret_check.py``).
+"""
+import importlib.util
+import os
+import os.path as osp
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from mmmobilemamba.ops.selective_scan import (available_backends,
+                                              default_backend, selective_scan,
+                                              selective_scan_bidirectional)
+from mmmobilemamba.ops.selective_scan.linear_recurrence import linear_scan_
+
+#: Backends testable in this process (triton needs CUDA or the interpreter).
+BACKENDS = [b for b in available_backends('cpu') if b != 'ref']
+TOL = {torch.float64: 1e-10, torch.float32: 1e-4, torch.float16: 4e-3,
+       torch.bfloat16: 3e-2}
+NAMES = ('u', 'delta', 'A', 'B', 'C', 'D', 'z', 'delta_bias')
+
+
+def make_inputs(batch, dim, length, n_state, groups=None, z=False,
+                dtype=torch.float32, seed=0, large_decay=False):
+    """Named scan inputs; ``large_decay`` gives delta*|A| up to 200."""
+    g = torch.Generator().manual_seed(seed)
+    r = lambda *s: torch.randn(*s, generator=g, dtype=torch.float64)  # noqa
+    bc = (batch, n_state, length) if groups is None else (batch, groups,
+                                                          n_state, length)
+    ins = dict(u=r(batch, dim, length), delta=r(batch, dim, length) * 0.5,
+               A=-torch.rand(dim, n_state, generator=g,
+                             dtype=torch.float64) * 2,
+               B=r(*bc), C=r(*bc), D=r(dim), z=r(batch, dim, length) if z
+               else None, delta_bias=r(dim) * 0.1)
+    if large_decay:  # used without softplus: dt in [0, 20], |A| in [0, 10]
+        ins['delta'] = torch.rand(batch, dim, length, generator=g,
+                                  dtype=torch.float64) * 20
+        ins['A'] = -torch.rand(dim, n_state, generator=g,
+                               dtype=torch.float64) * 10
+        ins['A'][0, 0] = -10.
+        ins['delta'][0, 0, :] = 20.  # exactly 200 per step on channel 0
+        ins['delta_bias'] = None
+    return {k: None if v is None else v.to(dtype) for k, v in ins.items()}
+
+
+def run(ins, backend, dtype=None, softplus=True, last=False, seed=1):
+    """Outputs and gradients (of a random projection of the outputs)."""
+    xs = {k: None if v is None else
+          v.detach().clone().to(dtype or v.dtype).requires_grad_()
+          for k, v in ins.items()}
+    outs = selective_scan(*(xs[k] for k in NAMES), softplus, last,
+                          backend=backend)
+    outs = outs if isinstance(outs, tuple) else (outs, )
+    g = torch.Generator().manual_seed(seed)
+    loss = sum((o.double() * torch.randn(o.shape, generator=g,
+                                         dtype=torch.float64)).sum()
+               for o in outs)
+    present = [k for k in NAMES if xs[k] is not None]
+    grads = torch.autograd.grad(loss, [xs[k] for k in present])
+    return outs, dict(zip(present, grads))
+
+
+def assert_matches_ref(ins, backend, softplus=True, last=False, tol=None):
+    dtype = ins['u'].dtype
+    tol = tol or TOL[dtype]
+    outs, grads = run(ins, backend, softplus=softplus, last=last)
+    ref_outs, ref_grads = run(ins, 'ref', torch.float64, softplus, last)
+    pairs = [(f'out{i}', o, r) for i, (o, r) in enumerate(zip(outs,
+                                                              ref_outs))]
+    pairs += [(f'd{k}', grads[k], ref_grads[k]) for k in ref_grads]
+    for name, got, ref in pairs:
+        want = ins[name[1:]].dtype if name.startswith('d') else dtype
+        assert got.dtype == want, (name, got.dtype)
+        assert got.shape == ref.shape, name
+        assert torch.isfinite(got).all(), f'{name} has NaN/inf'
+        err = ((got.double() - ref).abs().max() /
+               ref.abs().max().clamp_min(1e-12)).item()
+        assert err < tol, f'{backend} {name}: relative error {err:.2e}'
+
+
+@pytest.mark.parametrize('backend', BACKENDS)
+@pytest.mark.parametrize('n_state', [1, 16])
+@pytest.mark.parametrize('length', [1, 2, 7, 64, 255, 1024])
+def test_matches_reference(backend, length, n_state):
+    # The reference's backward costs O(L^2) per channel: keep L=1024 small.
+    batch, dim = (2, 4) if length < 1024 else (1, 2)
+    ins = make_inputs(batch, dim, length, n_state, seed=length)
+    assert_matches_ref(ins, backend)
+
+
+@pytest.mark.parametrize('backend', BACKENDS)
+def test_long_sequence(backend):
+    ins = make_inputs(1, 2, 4096, 1, seed=7)
+    assert_matches_ref(ins, backend)
+
+
+@pytest.mark.parametrize('backend', BACKENDS)
+@pytest.mark.parametrize('groups', [None, 1, 3, 6])
+def test_grouped_bc_gate_and_last_state(backend, groups):
+    ins = make_inputs(2, 6, 37, 2, groups=groups, z=True, seed=3)
+    assert_matches_ref(ins, backend, last=True)
+
+
+@pytest.mark.parametrize('backend', BACKENDS)
+def test_without_optional_inputs(backend):
+    ins = make_inputs(2, 4, 19, 3, seed=4)
+    ins.update(D=None, delta_bias=None)
+    assert_matches_ref(ins, backend, softplus=False, last=True)
+
+
+@pytest.mark.parametrize('backend', BACKENDS)
+def test_large_decay_is_finite_and_exact(backend):
+    """delta*|A| up to 200 per step: the state is reset, never NaN/inf."""
+    ins = make_inputs(2, 3, 200, 4, seed=5, large_decay=True)
+    assert_matches_ref(ins, backend, softplus=False, last=True)
+
+
+@pytest.mark.parametrize('backend', BACKENDS)
+def test_samples_are_independent(backend):
+    ins = make_inputs(3, 4, 50, 2, z=True, seed=6)
+    together = selective_scan(*(ins[k] for k in NAMES), True,
+                              backend=backend)
+    for i in range(3):
+        one = {k: None if v is None or k in ('A', 'D', 'delta_bias') else
+               v[i:i + 1] for k, v in ins.items()}
+        one.update(A=ins['A'], D=ins['D'], delta_bias=ins['delta_bias'])
+        alone = selective_scan(*(one[k] for k in NAMES), True,
+                               backend=backend)
+        torch.testing.assert_close(together[i:i + 1], alone, rtol=1e-5,
+                                   atol=1e-5)
+    # The gradient of sample 0's output reaches no other sample.
+    xs = {k: v.clone().requires_grad_() for k, v in ins.items()}
+    y = selective_scan(*(xs[k] for k in NAMES), True, backend=backend)
+    y[0].sum().backward()
+    for k in ('u', 'delta', 'B', 'C', 'z'):
+        assert xs[k].grad[1:].abs().max() == 0, k
+        assert xs[k].grad[0].abs().max() > 0, k
+
+
+@pytest.mark.parametrize('backend', BACKENDS)
+@pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
+def test_half_precision_inputs(backend, dtype):
+    """fp16/bf16 in, fp32 accumulation, output and gradients in the input
+    dtype."""
+    ins = make_inputs(2, 8, 200, 1, z=True, dtype=dtype, seed=8)
+    assert_matches_ref(ins, backend, last=True)
+
+
+@pytest.mark.parametrize('backend', BACKENDS)
+def test_gradcheck(backend):
+    ins = make_inputs(2, 4, 9, 2, groups=2, z=True, dtype=torch.float64,
+                      seed=9)
+    xs = [ins[k].requires_grad_() for k in NAMES]
+
+    def fn(*args):
+        return selective_scan(*args, True, True, backend=backend)
+
+    assert torch.autograd.gradcheck(fn, xs, eps=1e-6, atol=1e-6)
+
+
+# --- two directions (SS2D) ----------------------------------------------
+
+
+def make_bi_inputs(batch, dim, length, n_state, dtype=torch.float32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    r = lambda *s: torch.randn(*s, generator=g, dtype=torch.float64)  # noqa
+    ins = [r(batch, dim, length), r(batch, 2, dim, length) * 0.5,
+           -torch.rand(2 * dim, n_state, generator=g, dtype=torch.float64),
+           r(batch, 2, n_state, length), r(batch, 2, n_state, length),
+           r(2 * dim), r(2 * dim) * 0.1]
+    return [t.to(dtype) for t in ins]
+
+
+def run_bi(ins, backend, dtype=None):
+    xs = [t.detach().clone().to(dtype or t.dtype).requires_grad_()
+          for t in ins]
+    y = selective_scan_bidirectional(*xs, delta_softplus=True,
+                                     backend=backend)
+    g = torch.Generator().manual_seed(11)
+    gy = torch.randn(y.shape, generator=g, dtype=torch.float64)
+    grads = torch.autograd.grad((y.double() * gy).sum(), xs)
+    return [y] + list(grads)
+
+
+@pytest.mark.parametrize('backend', BACKENDS)
+@pytest.mark.parametrize('length,n_state', [(1, 1), (7, 1), (64, 1),
+                                            (255, 1), (1024, 1), (33, 16)])
+def test_bidirectional_matches_reference(backend, length, n_state):
+    ins = make_bi_inputs(2, 4, length, n_state, seed=length)
+    got = run_bi(ins, backend)
+    ref = run_bi(ins, 'ref', torch.float64)
+    for name, a, b in zip(('y', 'du', 'ddelta', 'dA', 'dB', 'dC', 'dD',
+                           'ddelta_bias'), got, ref):
+        assert a.dtype == torch.float32 and a.shape == b.shape, name
+        err = ((a.double() - b).abs().max() /
+               b.abs().max().clamp_min(1e-12)).item()
+        assert err < 1e-4, f'{name}: relative error {err:.2e}'
+
+
+@pytest.mark.parametrize('backend', BACKENDS)
+def test_bidirectional_is_forward_plus_flipped_backward(backend):
+    """Direction 1 equals a one-direction scan of the reversed sequence."""
+    u, delta, A, B, C, D, bias = make_bi_inputs(2, 3, 20, 2, seed=12)
+    y = selective_scan_bidirectional(u, delta, A, B, C, D, bias,
+                                     backend=backend)
+    f = lambda t: t.flip(-1)  # noqa: E731
+    y0 = selective_scan(u, delta[:, 0], A[:3], B[:, 0], C[:, 0], D[:3],
+                        None, bias[:3], True, backend=backend)
+    y1 = selective_scan(f(u), f(delta[:, 1]), A[3:], f(B[:, 1]), f(C[:, 1]),
+                        D[3:], None, bias[3:], True, backend=backend)
+    torch.testing.assert_close(y, y0 + f(y1), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize('backend', BACKENDS)
+def test_bidirectional_gradcheck(backend):
+    ins = [t.requires_grad_()
+           for t in make_bi_inputs(2, 3, 8, 2, torch.float64, seed=13)]
+
+    def fn(*args):
+        return selective_scan_bidirectional(*args, delta_softplus=True,
+                                            backend=backend)
+
+    assert torch.autograd.gradcheck(fn, ins, eps=1e-6, atol=1e-6)
+
+
+# --- the recurrence core and the API ------------------------------------
+
+
+@pytest.mark.parametrize('reverse', [False, True])
+@pytest.mark.parametrize('length', [1, 2, 3, 5, 8, 9, 31, 100, 257])
+def test_linear_scan_core(length, reverse):
+    g = torch.Generator().manual_seed(length)
+    a = torch.rand(3, 2, length, generator=g, dtype=torch.float64)
+    x = torch.randn(3, 2, length, generator=g, dtype=torch.float64)
+    a[0, 0, length // 2] = 0.  # a decay that underflowed: a reset
+    expected = x.clone()
+    steps = range(length - 2, -1, -1) if reverse else range(1, length)
+    for t in steps:
+        prev = t + 1 if reverse else t - 1
+        expected[..., t] += a[..., t] * expected[..., prev]
+    got = linear_scan_(a, x.clone(), reverse=reverse)
+    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_default_backend_and_output_dtype():
+    assert default_backend(torch.device('cpu')) == 'torch'
+    ins = make_inputs(1, 2, 5, 1, dtype=torch.bfloat16)
+    y = selective_scan(*(ins[k] for k in NAMES), True)
+    assert y.dtype == torch.bfloat16
+
+
+def test_bad_inputs_raise_clear_errors():
+    ins = make_inputs(1, 4, 6, 2)
+    args = [ins[k] for k in NAMES]
+    bad_A = list(args)
+    bad_A[2] = args[2].abs() + 0.1
+    with pytest.raises(ValueError, match='A must be <= 0'):
+        selective_scan(*bad_A)
+    with pytest.raises(ValueError, match='unknown selective-scan backend'):
+        selective_scan(*args, backend='cuda-kernels')
+    with pytest.raises(ValueError, match='B must be'):
+        selective_scan(args[0], args[1], args[2], args[3][:, :1], args[4])
+    with pytest.raises(ValueError, match='groups'):
+        selective_scan(args[0], args[1], args[2], torch.zeros(1, 3, 2, 6),
+                       torch.zeros(1, 3, 2, 6))
+    with pytest.raises(ValueError, match='delta must'):
+        selective_scan(args[0], args[1][..., :3], *args[2:5])
+    bi = make_bi_inputs(1, 2, 5, 1)
+    bi[2] = bi[2].abs()
+    with pytest.raises(ValueError, match='A must be <= 0'):
+        selective_scan_bidirectional(*bi)
+
+
+@pytest.mark.skipif('triton' in available_backends('cpu'),
+                    reason='TRITON_INTERPRET=1 is set in this process')
+def test_unavailable_backend_says_why():
+    ins = make_inputs(1, 2, 5, 1)
+    with pytest.raises(RuntimeError, match="'triton' cannot run on cpu"):
+        selective_scan(*(ins[k] for k in NAMES), backend='triton')
+
+
+def test_library_never_sets_triton_interpret():
+    # (the package's name is shadowed by the function in mmmobilemamba.ops)
+    pkg = sys.modules['mmmobilemamba.ops.selective_scan']
+    root = osp.dirname(pkg.__file__)
+    for name in os.listdir(root):
+        if name.endswith('.py'):
+            with open(osp.join(root, name)) as f:
+                src = f.read()
+            assert "environ['TRITON_INTERPRET'] =" not in src, name
+            assert 'environ.setdefault' not in src, name
+
+
+def test_import_needs_only_torch():
+    """Without triton and mmengine the package imports and reports why the
+    triton backend is unavailable."""
+    code = ('import sys\n'
+            'sys.modules["triton"] = None\n'
+            'sys.modules["mmengine"] = None\n'
+            'import torch\n'
+            'from mmmobilemamba.ops.selective_scan import triton_scan, '
+            'available_backends\n'
+            'from mmmobilemamba.ops import complexity\n'
+            'print(available_backends("cpu"))\n'
+            'print(triton_scan.triton_status(torch.device("cuda")))\n'
+            'print("registered", complexity.register_flop_handles())\n')
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "['ref', 'torch']" in out.stdout
+    assert 'triton is not installed' in out.stdout
+    assert 'registered False' in out.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec('triton') is None,
+                    reason='triton is not installed: the Triton kernels '
+                    'cannot be checked')
+def test_triton_kernels_in_interpreter():
+    script = osp.join(osp.dirname(__file__), '_triton_interpret_check.py')
+    env = dict(os.environ, TRITON_INTERPRET='1')
+    repo = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+    env['PYTHONPATH'] = os.pathsep.join(
+        p for p in (repo, env.get('PYTHONPATH')) if p)
+    out = subprocess.run([sys.executable, script], capture_output=True,
+                         text=True, env=env, timeout=900)
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
+    assert out.stdout.count(' ok') >= 10, out.stdout
