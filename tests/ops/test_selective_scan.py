@@ -124,6 +124,25 @@ def test_large_decay_is_finite_and_exact(backend):
 
 
 @pytest.mark.parametrize('backend', BACKENDS)
+@pytest.mark.parametrize('softplus', [False, True])
+def test_inputs_are_not_modified(backend, softplus):
+    """The fast paths work in place on temporaries, never on the inputs
+    (without delta_bias, dt is delta itself)."""
+    ins = make_inputs(2, 4, 30, 1, z=True, seed=14)
+    ins['delta_bias'] = None
+    before = {k: v.clone() for k, v in ins.items() if v is not None}
+    run(ins, backend, softplus=softplus, last=True)
+    xs = [ins[k] for k in NAMES[:5]]
+    bi = selective_scan_bidirectional(
+        xs[0], torch.stack([xs[1], xs[1]], 1), torch.cat([xs[2]] * 2),
+        torch.stack([xs[3]] * 2, 1), torch.stack([xs[4]] * 2, 1),
+        delta_softplus=softplus, backend=backend)
+    assert torch.isfinite(bi).all()
+    for k, v in before.items():
+        assert torch.equal(ins[k], v), k
+
+
+@pytest.mark.parametrize('backend', BACKENDS)
 def test_samples_are_independent(backend):
     ins = make_inputs(3, 4, 50, 2, z=True, seed=6)
     together = selective_scan(*(ins[k] for k in NAMES), True,

@@ -111,37 +111,49 @@ class _Problem:
         return _slabs(batch, groups, group_dim, k_dirs * n_state * length,
                       _is_exporting())
 
-    def states(self, sl: Slab, keep_dt: bool = True):
-        """dt, decays and states h of one slab.
+    def states(self, sl: Slab, for_backward: bool = False):
+        """Time steps, decays and states h of one slab.
 
         Args:
             sl (Slab): The slab.
-            keep_dt (bool): Return dt; otherwise its buffer may be reused
-                for h (the forward pass does not need dt afterwards).
+            for_backward (bool): Keep what the backward pass needs; the
+                forward pass instead scans in dt's buffer.
 
         Returns:
-            tuple: u (b, 1, g, d, 1, L), dt (b, K, g, d, 1, L) or None, and
-            a, h (b, K, g, d, N, L), all in the accumulation dtype.
+            tuple: u (b, 1, g, d, 1, L); dt and dt * u (b, K, g, d, 1, L);
+            the pre-softplus s (same shape, a temporary the caller may
+            overwrite, or None without softplus); a and h
+            (b, K, g, d, N, L). All in the accumulation dtype; without
+            ``for_backward`` only u and h are returned (others None).
         """
         bs, gs, ds = sl
         acc = self.acc
         u = self.u[bs, :, gs, ds].to(acc)
-        dt = delta = self.delta[bs, :, gs, ds]
+        delta = self.delta[bs, :, gs, ds]
+        s = delta.to(acc)
         if self.bias is not None:
-            dt = dt.to(acc) + self.bias[:, :, gs, ds]
-        if self.softplus:
-            dt = F.softplus(dt.to(acc))
-        dt = dt.to(acc)
+            s = s + self.bias[:, :, gs, ds]
+        dt = F.softplus(s) if self.softplus else s
         a = torch.mul(dt, self.A[:, :, gs, ds]).exp_()
-        if keep_dt or dt.data_ptr() == delta.data_ptr():
-            x = dt * u
-        else:  # dt is a temporary: scan in its buffer
-            x, dt = dt.mul_(u), None
+        fresh = dt.data_ptr() != delta.data_ptr()
+        if for_backward or not fresh:
+            dtu = dt * u
+        else:  # dt is a temporary the forward pass no longer needs
+            dtu, dt = dt.mul_(u), None
         B = self.B[bs, :, gs].to(acc)
-        x = x.mul_(B) if x.shape == a.shape else x * B
+        if for_backward or dtu.shape != a.shape:
+            x = dtu * B
+        else:
+            x = dtu.mul_(B)
         for k, rev in enumerate(self.reverse):
             linear_scan_(a[:, k], x[:, k], reverse=rev)
-        return u, dt, a, x
+        if not for_backward:
+            return u, None, None, None, None, x
+        if not self.softplus:
+            s = None
+        elif s.data_ptr() == delta.data_ptr():
+            s = s.clone()  # the caller overwrites it
+        return u, dt, dtu, s, a, x
 
     def output(self, sl: Slab, h: torch.Tensor, u: torch.Tensor,
                out: torch.Tensor) -> torch.Tensor:
@@ -168,7 +180,7 @@ def _forward(prob: _Problem, return_last_state: bool):
             if return_last_state else None)
     for sl in prob.slabs():
         bs, gs, ds = sl
-        u, _, _, h = prob.states(sl, keep_dt=False)
+        u, _, _, _, _, h = prob.states(sl)
         yv = prob.output(sl, h, u, y[bs, gs, ds])
         if prob.z is not None:
             yv.mul_(F.silu(prob.z[bs, gs, ds].to(acc)))
@@ -202,9 +214,10 @@ def _backward(prob: _Problem, gy: Optional[torch.Tensor],
 
     for sl in prob.slabs():
         bs, gs, ds = sl
-        u, dt, a, h = prob.states(sl)
+        u, dt, dtu, s, a, h = prob.states(sl, for_backward=True)
+        u4 = u[:, 0, ..., 0, :]
         gyp = (gy[bs, gs, ds].to(acc) if gy is not None else
-               u.new_zeros(u[:, 0, ..., 0, :].shape))
+               torch.zeros_like(u4))
         if prob.z is not None:
             y_pre = prob.output(sl, h, u, torch.empty_like(gyp))
             z = prob.z[bs, gs, ds].to(acc)
@@ -212,11 +225,12 @@ def _backward(prob: _Problem, gy: Optional[torch.Tensor],
             # d silu(z) / dz = sig * (1 + z * (1 - sig))
             gz[bs, gs, ds] = gyp * y_pre * sig * (1 + z * (1 - sig))
             gyp = gyp * z * sig
+        gu_v = gu[bs, gs, ds]
         if gD is not None:
-            gD[gs, ds] += (gyp * u[:, 0, ..., 0, :]).sum((0, 3))
-            torch.mul(gyp, prob.D[:, gs, ds], out=gu[bs, gs, ds])
+            gD[gs, ds] += (gyp * u4).sum((0, 3))
+            torch.mul(gyp, prob.D[:, gs, ds], out=gu_v)
         else:
-            gu[bs, gs, ds] = 0
+            gu_v.zero_()
         gyp6 = gyp[:, None, :, :, None]
         gC[bs, :, gs] += (h * gyp6).sum(3, keepdim=True)
         C = prob.C[bs, :, gs].to(acc)
@@ -235,23 +249,22 @@ def _backward(prob: _Problem, gy: Optional[torch.Tensor],
             mu[:, k, ..., nxt].mul_(h[:, k, ..., cur])
             mu[:, k, ..., 0 if not rev else -1] = 0
         del a
-        dtu = dt * u
         gB[bs, :, gs] += (lam * dtu).sum(3, keepdim=True)
         B = prob.B[bs, :, gs].to(acc)
-        lam_b = lam * B
+        lam_b = lam.mul_(B)
         if n_state > 1:
             lam_b = lam_b.sum(4, keepdim=True)
-        gu[bs, gs, ds] += (lam_b * dt).sum(1)[:, :, :, 0]
-        g_dt = lam_b.mul_(u)
+        for k in range(k_dirs):
+            gu_v.addcmul_(lam_b[:, k, ..., 0, :], dt[:, k, ..., 0, :])
         gA[:, gs, ds] += (mu * dt).sum((0, 5))
+        g_dt = g_delta[bs, :, gs, ds]
+        torch.mul(lam_b, u, out=g_dt)
         if n_state > 1:
             g_dt += (mu * prob.A[:, :, gs, ds]).sum(4, keepdim=True)
         else:
             g_dt.addcmul_(mu, prob.A[:, :, gs, ds])
-        if prob.softplus:
-            # softplus'(s) = sigmoid(s) = 1 - exp(-softplus(s))
-            g_dt.mul_(torch.expm1(-dt).neg_())
-        g_delta[bs, :, gs, ds] = g_dt
+        if s is not None:
+            g_dt.mul_(s.sigmoid_())  # softplus'(s) = sigmoid(s)
         if g_bias is not None:
             g_bias[:, gs, ds] += g_dt.sum((0, 4, 5))
     return gu, g_delta, gA, gB, gC, gD, gz, g_bias
