@@ -19,7 +19,8 @@ import torch
 from mmmobilemamba.ops.selective_scan import (available_backends,
                                               default_backend, selective_scan,
                                               selective_scan_bidirectional)
-from mmmobilemamba.ops.selective_scan.linear_recurrence import linear_scan_
+from mmmobilemamba.ops.selective_scan.linear_recurrence import (_plan,
+                                                                linear_scan_)
 
 #: Backends testable in this process (triton needs CUDA or the interpreter).
 BACKENDS = [b for b in available_backends('cpu') if b != 'ref']
@@ -254,11 +255,12 @@ def test_bidirectional_gradcheck(backend):
 
 
 @pytest.mark.parametrize('reverse', [False, True])
+@pytest.mark.parametrize('rows', [6, 4096])
 @pytest.mark.parametrize('length', [1, 2, 3, 5, 8, 9, 31, 100, 257])
-def test_linear_scan_core(length, reverse):
+def test_linear_scan_core(length, rows, reverse):
     g = torch.Generator().manual_seed(length)
-    a = torch.rand(3, 2, length, generator=g, dtype=torch.float64)
-    x = torch.randn(3, 2, length, generator=g, dtype=torch.float64)
+    a = torch.rand(rows // 2, 2, length, generator=g, dtype=torch.float64)
+    x = torch.randn(rows // 2, 2, length, generator=g, dtype=torch.float64)
     a[0, 0, length // 2] = 0.  # a decay that underflowed: a reset
     expected = x.clone()
     steps = range(length - 2, -1, -1) if reverse else range(1, length)
@@ -267,6 +269,12 @@ def test_linear_scan_core(length, reverse):
         expected[..., t] += a[..., t] * expected[..., prev]
     got = linear_scan_(a, x.clone(), reverse=reverse)
     torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_linear_scan_plans_cover_both_paths():
+    """The cases above run both the chunked and the step-by-step path."""
+    assert _plan(257, 4)[0] > 0 and _plan(31, 4)[0] > 0
+    assert _plan(8, 4)[0] == 0
 
 
 def test_default_backend_and_output_dtype():

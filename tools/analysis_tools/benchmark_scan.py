@@ -17,11 +17,15 @@ all measured in this one process:
   moves u, delta, B, C in and y out; forward + backward also moves u, delta,
   B, C and dy in and du, d(delta), dB, dC out (the small parameters are
   ignored);
-* peak memory above what was allocated before the call, as MiB and as a
-  multiple of the inputs' size. On CPU it comes from the profiler's
+* peak memory above what was allocated before the call, as a multiple of
+  the inputs' size. On CPU it comes from the profiler's
   allocation events (one extra, untimed run), on CUDA from
   ``torch.cuda.max_memory_allocated``. For forward + backward it includes
   y, the incoming gradient and the input gradients.
+
+``ref``'s autograd backward needs memory quadratic in L (each step's slice
+gradient is a zero-padded full-size tensor), so its forward + backward is
+skipped ('nan') where that would exceed ``--ref-backward-gb``.
 
 It is a measurement tool, not a test: numbers depend on the machine and on
 what else runs on it.
@@ -115,9 +119,17 @@ def card_bandwidth() -> Optional[float]:
     return 2 * clock * 1e3 * width / 8 / 1e9
 
 
+def ref_backward_bytes(batch: int, dim: int, length: int) -> int:
+    """Rough memory of ``ref``'s autograd backward: every time step's
+    slice gradient is a zero-padded copy of a whole (b, 2d, L) input, and
+    the engine may hold them all before summing (O(L^2))."""
+    return 3 * length * batch * 2 * dim * length * 4
+
+
 def measure(backend: str, batch: int, dim: int, length: int, device: str,
-            min_time: float) -> Dict[str, float]:
-    """Times, bandwidths and peak memory of one backend on one shape."""
+            min_time: float, backward: bool = True) -> Dict[str, float]:
+    """Times, bandwidths and peak memory of one backend on one shape
+    (forward + backward entries are NaN when ``backward`` is False)."""
     ins = make_inputs(batch, dim, length, device, requires_grad=True)
     gy = torch.randn(batch, dim, length, device=device)
     in_bytes = sum(t.numel() * t.element_size() for t in ins)
@@ -137,11 +149,13 @@ def measure(backend: str, batch: int, dim: int, length: int, device: str,
     fwd_bytes = 4 * (4 * elems + bc)
     bwd_bytes = 4 * (8 * elems + 2 * bc)
     t_f = best_time(fwd, device, min_time)
-    t_fb = best_time(fwd_bwd, device, min_time)
+    nan = float('nan')
+    t_fb = best_time(fwd_bwd, device, min_time) if backward else nan
     return dict(fwd=t_f, fwd_bwd=t_fb, fwd_gbs=fwd_bytes / t_f / 1e9,
                 fwd_bwd_gbs=(fwd_bytes + bwd_bytes) / t_fb / 1e9,
                 mem_fwd=peak_bytes(fwd, device) / in_bytes,
-                mem_fwd_bwd=peak_bytes(fwd_bwd, device) / in_bytes,
+                mem_fwd_bwd=(peak_bytes(fwd_bwd, device) / in_bytes
+                             if backward else nan),
                 in_mib=in_bytes / 2**20)
 
 
@@ -157,6 +171,9 @@ def main(argv: Optional[List[str]] = None) -> None:
                         help='torch.set_num_threads (CPU)')
     parser.add_argument('--min-time', type=float, default=0.3,
                         help='seconds of repeated runs per measurement')
+    parser.add_argument('--ref-backward-gb', type=float, default=8.,
+                        help='skip ref forward+backward (and its ratios) '
+                        'where its autograd would need more than this')
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -180,8 +197,10 @@ def main(argv: Optional[List[str]] = None) -> None:
                 shape = f'{variant}@{size} s{stage} b{batch} d{dim} L{length}'
                 ref = None
                 for backend in backends:
+                    backward = (backend != 'ref' or ref_backward_bytes(
+                        batch, dim, length) <= args.ref_backward_gb * 2**30)
                     r = measure(backend, batch, dim, length, args.device,
-                                args.min_time)
+                                args.min_time, backward)
                     ref = ref or r
                     print(f'{shape:<24}{backend:<8}'
                           f'{r["fwd"] * 1e3:>10.3f}'

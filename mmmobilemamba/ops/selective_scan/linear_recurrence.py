@@ -18,9 +18,11 @@ One level splits time into chunks of ``T`` steps (``T`` in 2..4):
 So the work is a geometric series (a few passes over the data in total), the
 number of PyTorch calls grows as ``4 log2 L`` and every call is a plain
 tensor op on a strided view: the loops run over chunk positions and levels,
-never over the data's time steps, which keeps the op traceable and
-exportable. Short sequences (where a level would cost more calls than it
-saves) are solved step by step.
+never over the data's values, which keeps the op traceable and exportable.
+A small cost model (per-call overhead plus per-element work) picks the chunk
+size of each level, or a plain step-by-step loop where that is cheaper:
+short sequences, or so many sequences at once that each step's call is
+already efficient.
 """
 import functools
 from typing import Tuple
@@ -29,26 +31,44 @@ import torch
 
 #: Chunk sizes a level may use; small chunks keep the strided passes few.
 _CHUNK_SIZES = (2, 3, 4)
+#: Cost model of one PyTorch call on n elements: _CALL_US + n * _ELEM_US
+#: (CPU, strided views; rough, it only has to rank the plans).
+_CALL_US = 4.0
+_ELEM_US = 1e-3
+
+
+def _call(n: float) -> float:
+    return _CALL_US + _ELEM_US * n
 
 
 @functools.lru_cache(maxsize=None)
-def _plan(length: int) -> Tuple[int, int]:
-    """(chunk size, number of calls) of the cheapest scan of ``length``.
+def _plan(length: int, rows: int = 1) -> Tuple[int, float]:
+    """(chunk size, modelled cost in us) of the cheapest scan of ``rows``
+    sequences of ``length`` steps.
 
-    Chunk size 0 means a plain step-by-step loop (``length - 1`` calls).
+    Chunk size 0 means a plain step-by-step loop (``length - 1`` calls over
+    ``rows`` elements): best for short sequences, and for many rows, where
+    every call does enough work to hide its overhead.
     """
-    best = (0, max(length - 1, 0))
+    best = (0, max(length - 1, 0) * _call(rows))
     for chunk in _CHUNK_SIZES:
         n_chunks = length // chunk
         if n_chunks < 2:
             continue
         tail = length - n_chunks * chunk
+        per_chunk = _call(rows * n_chunks)
         # phase 1 + product + recursion + fold + phase 3 + tail steps
-        calls = ((chunk - 1) + 1 + _plan(n_chunks)[1] + 1 + (chunk - 1) +
-                 tail)
-        if calls < best[1]:
-            best = (chunk, calls)
+        cost = ((2 * (chunk - 1) + 2) * per_chunk +
+                _plan(n_chunks, rows)[1] + tail * _call(rows))
+        if cost < best[1]:
+            best = (chunk, cost)
     return best
+
+
+def _rows_bucket(x: torch.Tensor) -> int:
+    """Number of sequences, rounded to a power of two (for the plan cache)."""
+    rows = max(x.numel() // max(x.shape[-1], 1), 1)
+    return 1 << (rows.bit_length() - 1)
 
 
 def _steps_(a: torch.Tensor, x: torch.Tensor, positions: range,
@@ -76,7 +96,7 @@ def linear_scan_(a: torch.Tensor, x: torch.Tensor,
     length = x.shape[-1]
     if length <= 1:
         return x
-    chunk, _ = _plan(length)
+    chunk, _ = _plan(length, _rows_bucket(x))
     if chunk == 0:
         _steps_(a, x, range(length - 2, -1, -1) if reverse else
                 range(1, length), reverse)
