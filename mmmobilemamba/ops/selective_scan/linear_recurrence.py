@@ -114,10 +114,10 @@ def linear_scan_(a: torch.Tensor, x: torch.Tensor,
                          xv[..., order[0]])
     for i in order[2:]:
         ends = torch.addcmul(xv[..., i], av[..., i], ends)
-    if chunk == 2:
-        decays = av[..., 0] * av[..., 1]
-    else:
-        decays = av.prod(-1)
+    # Elementwise products: a reduction over a tiny last dim is much slower.
+    decays = av[..., 0] * av[..., 1]
+    for i in range(2, chunk):
+        decays.mul_(av[..., i])
     # 2. carries between chunks: the same recurrence, one level down.
     linear_scan_(decays, ends, reverse)
     # 3. fold each carry into its chunk's first step, then step through.

@@ -25,9 +25,10 @@ import torch.nn.functional as F
 
 from .linear_recurrence import linear_scan_
 
-#: Target number of elements of one (K, N)-sized temporary per slab: a few
-#: such temporaries (about 8 MiB in fp32) stay in the last-level cache.
-SLAB_ELEMENTS = 1 << 18
+#: Target number of elements of one (K, N)-sized temporary per slab (2 MiB
+#: in fp32): the handful of temporaries of a slab stay in the last-level
+#: cache, and slabs are few enough for the Python overhead not to matter.
+SLAB_ELEMENTS = 1 << 19
 
 Slab = Tuple[slice, slice, slice]
 
