@@ -1,0 +1,370 @@
+"""Inference speed of an image classifier: throughput and batch-1 latency.
+
+    python tools/analysis_tools/benchmark.py CONFIG [--shape H [W]]
+        [--batch 32] [--device cpu|cuda] [--threads N] [--fuse]
+        [--channels-last] [--compile] [--peers] [--scan-share]
+        [--rounds 5] [--latency-iters 30]
+
+Everything is measured in this one process, in eval mode under
+``torch.inference_mode`` and after a warm-up:
+
+* throughput (img/s) at ``--batch``: the median over ``--rounds`` rounds;
+* latency at batch 1: median and 90th percentile over ``--latency-iters``
+  single-image forwards (what a mobile user waits for).
+
+The model is built from CONFIG with random weights and random BatchNorm
+statistics (speed does not depend on the values; BN fusion does need
+non-trivial statistics to be a real fold). ``--fuse`` folds the BNs with
+:func:`mmmobilemamba.models.fusion.fuse_bn` and also times the unfused
+model, printing the fusion speed-up. ``--peers`` times mmpretrain's
+MobileNetV3-Large (224), MobileViT-XS/S (256) and EfficientNet-B0 (224) at
+their own resolutions in the same rounds, interleaved with the model, so
+that machine load affects all alike, and prints the ratios.
+``--scan-share`` times the selective scan inside one forward with timing
+hooks and prints its share of the forward time.
+
+Timings taken while other jobs load the machine are noise: check the load
+average first (the tool prints it).
+"""
+import argparse
+import copy
+import os
+import os.path as osp
+import platform
+import statistics
+import sys
+import time
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+if REPO not in sys.path:  # run from anywhere without installing
+    sys.path.insert(0, REPO)
+
+#: mmpretrain model names of the peers and the resolution each is run at.
+PEERS: Tuple[Tuple[str, str, int], ...] = (
+    ('MobileNetV3-Large', 'mobilenet-v3-large_8xb128_in1k', 224),
+    ('MobileViT-XS', 'mobilevit-xsmall_3rdparty_in1k', 256),
+    ('MobileViT-S', 'mobilevit-small_3rdparty_in1k', 256),
+    ('EfficientNet-B0', 'efficientnet-b0_3rdparty_8xb32_in1k', 224),
+)
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('config', help='classifier config (mmpretrain)')
+    parser.add_argument('--shape', type=int, nargs='+', default=None,
+                        metavar='H [W]',
+                        help="input size; default: the config's test crop "
+                        '(224 if it names none)')
+    parser.add_argument('--batch', type=int, default=32,
+                        help='batch size of the throughput measurement')
+    parser.add_argument('--device', default='cpu', help="'cpu' or 'cuda'")
+    parser.add_argument('--threads', type=int, default=None,
+                        help="torch intra-op threads (default: torch's)")
+    parser.add_argument('--fuse', action='store_true',
+                        help='fold BatchNorms (deploy mode); the unfused '
+                        'model is timed too for the fusion ratio')
+    parser.add_argument('--channels-last', action='store_true',
+                        help='channels-last memory format')
+    parser.add_argument('--compile', action='store_true',
+                        help='torch.compile every timed model')
+    parser.add_argument('--peers', action='store_true',
+                        help='time mmpretrain peers in the same process')
+    parser.add_argument('--scan-share', action='store_true',
+                        help="print the selective scan's share of a forward")
+    parser.add_argument('--scan-backend', default=None,
+                        help='selective-scan backend (default: fastest)')
+    parser.add_argument('--rounds', type=int, default=5,
+                        help='timed throughput rounds (median reported)')
+    parser.add_argument('--latency-iters', type=int, default=30,
+                        help='timed batch-1 forwards per model')
+    parser.add_argument('--warmup', type=int, default=2,
+                        help='untimed forwards per model and batch size')
+    args = parser.parse_args(argv)
+    if args.shape is not None and len(args.shape) not in (1, 2):
+        parser.error(f'--shape takes H or H W, got {args.shape}')
+    for name in ('batch', 'rounds', 'latency_iters'):
+        if getattr(args, name) < 1:
+            parser.error(f'--{name.replace("_", "-")} must be >= 1, got '
+                         f'{getattr(args, name)}')
+    if args.warmup < 0:
+        parser.error(f'--warmup must be >= 0, got {args.warmup}')
+    return args
+
+
+def config_input_size(cfg) -> int:
+    """The test crop size named by a config (224 when it names none)."""
+    pipelines = []
+    for key in ('test_dataloader', 'val_dataloader'):
+        loader = cfg.get(key)
+        if loader and loader.get('dataset'):
+            pipelines.append(loader['dataset'].get('pipeline', []))
+    pipelines.append(cfg.get('test_pipeline', []))
+    for pipeline in pipelines:
+        for step in pipeline or []:
+            if step.get('type') == 'CenterCrop':
+                size = step['crop_size']
+                return int(size if isinstance(size, int) else size[0])
+    return int(cfg.get('img_size', 224))
+
+
+def randomize_bn(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Give every BatchNorm non-trivial affine weights and statistics."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                if m.weight is not None:
+                    m.weight.copy_(torch.rand(m.weight.shape, generator=gen)
+                                   + .5)
+                if m.running_var is not None:
+                    m.running_var.copy_(
+                        torch.rand(m.running_var.shape, generator=gen) + .5)
+                    m.running_mean.copy_(
+                        torch.randn(m.running_mean.shape, generator=gen) * .1)
+    return model
+
+
+def build_classifier(config: str, scan_backend: Optional[str] = None
+                     ) -> Tuple[nn.Module, object]:
+    """Build the classifier of ``config`` (random weights) and its config."""
+    import mmmobilemamba  # noqa: F401  (registration)
+    from mmengine.config import Config
+    from mmengine.registry import DefaultScope
+    if not osp.isfile(config):
+        raise FileNotFoundError(f'config {config} does not exist')
+    cfg = Config.fromfile(config)
+    model_cfg = copy.deepcopy(cfg.model)
+    model_cfg.pop('train_cfg', None)  # mixup/cutmix: training only
+    backbone = model_cfg.get('backbone', {})
+    if backbone.get('type') == 'MobileMamba':
+        backbone['init_cfg'] = None  # speed does not need weights
+        if scan_backend is not None:
+            backbone['scan_backend'] = scan_backend
+    scope = cfg.get('default_scope', 'mmpretrain')
+    from mmpretrain.registry import MODELS
+    with DefaultScope.overwrite_default_scope(scope):
+        model = MODELS.build(model_cfg)
+    return randomize_bn(model).eval(), cfg
+
+
+def build_peer(name: str) -> nn.Module:
+    """An mmpretrain model by name, random weights (nothing is downloaded)."""
+    from mmpretrain import get_model
+    return randomize_bn(get_model(name, pretrained=False)).eval()
+
+
+class Timed:
+    """A model prepared for timing on a device, with its input sizes.
+
+    Args:
+        label (str): Name printed in the table.
+        model (nn.Module): Classifier in eval mode (called with
+            ``mode='tensor'`` when it accepts it).
+        size (tuple[int, int]): Input (H, W).
+        device (torch.device): Where to run.
+        channels_last (bool): Use the channels-last memory format.
+        compile (bool): Wrap the forward in ``torch.compile``.
+    """
+
+    def __init__(self, label: str, model: nn.Module, size: Tuple[int, int],
+                 device: torch.device, channels_last: bool = False,
+                 compile: bool = False) -> None:
+        self.label, self.size, self.device = label, size, device
+        self.model = model.to(device)
+        self.memory_format = (torch.channels_last if channels_last else
+                              torch.contiguous_format)
+        if channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        fn: Callable = self._call
+        self.fn = torch.compile(fn) if compile else fn
+        self.throughput: List[float] = []  # seconds per batch
+        self.latency: List[float] = []  # seconds per image at batch 1
+
+    def _call(self, x: torch.Tensor) -> torch.Tensor:
+        try:
+            return self.model(x, mode='tensor')
+        except TypeError:  # a plain nn.Module
+            return self.model(x)
+
+    def input(self, batch: int) -> torch.Tensor:
+        x = torch.rand(batch, 3, *self.size, device=self.device)
+        return x.contiguous(memory_format=self.memory_format)
+
+    def run(self, x: torch.Tensor, iters: int = 1) -> float:
+        """Mean seconds of ``iters`` forwards of ``x``."""
+        sync = (torch.cuda.synchronize if self.device.type == 'cuda' else
+                (lambda: None))
+        sync()
+        start = time.perf_counter()
+        for _ in range(iters):
+            self.fn(x)
+        sync()
+        return (time.perf_counter() - start) / iters
+
+
+def measure(models: List[Timed], batch: int, rounds: int, latency_iters: int,
+            warmup: int) -> None:
+    """Interleaved rounds: every model is timed once per round, the order
+    rotating, so drifting load spreads over all of them."""
+    big = [m.input(batch) for m in models]
+    one = [m.input(1) for m in models]
+    with torch.inference_mode():
+        for m, xb, x1 in zip(models, big, one):
+            for _ in range(warmup):
+                m.run(xb)
+                m.run(x1)
+        n = len(models)
+        per_round = max(1, latency_iters // rounds)
+        for r in range(rounds):
+            for i in range(n):
+                k = (i + r) % n
+                models[k].throughput.append(models[k].run(big[k]))
+                for _ in range(per_round):
+                    models[k].latency.append(models[k].run(one[k]))
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Linear-interpolated percentile ``q`` in [0, 100]."""
+    data = sorted(values)
+    pos = (len(data) - 1) * q / 100
+    lo = int(pos)
+    hi = min(lo + 1, len(data) - 1)
+    return data[lo] + (data[hi] - data[lo]) * (pos - lo)
+
+
+def scan_share(model: nn.Module, x: torch.Tensor, repeats: int = 3
+               ) -> Tuple[float, float]:
+    """Seconds spent in the selective scan and in the whole forward.
+
+    Each SS2D's ``scan`` is wrapped by a timer for the measurement (and
+    restored afterwards); the median over ``repeats`` forwards is returned.
+    """
+    from mmmobilemamba.models.ss2d import SS2D
+    spent: List[float] = []
+    modules = [m for m in model.modules() if isinstance(m, SS2D)]
+    if not modules:
+        raise ValueError('the model has no SS2D module: no scan to time')
+    sync = (torch.cuda.synchronize if x.device.type == 'cuda' else
+            (lambda: None))
+
+    def timed(original):
+        def wrapper(inp):
+            sync()
+            start = time.perf_counter()
+            out = original(inp)
+            sync()
+            spent.append(time.perf_counter() - start)
+            return out
+        return wrapper
+
+    for m in modules:
+        m.scan = timed(m.scan)
+    scans, totals = [], []
+    try:
+        with torch.inference_mode():
+            model(x, mode='tensor')  # warm-up
+            for _ in range(repeats):
+                spent.clear()
+                sync()
+                start = time.perf_counter()
+                model(x, mode='tensor')
+                sync()
+                totals.append(time.perf_counter() - start)
+                scans.append(sum(spent))
+    finally:
+        for m in modules:
+            del m.scan  # back to the class method
+    return statistics.median(scans), statistics.median(totals)
+
+
+def machine(device: torch.device) -> str:
+    if device.type == 'cuda':
+        return torch.cuda.get_device_name(device)
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.startswith('model name'):
+                    cpu = line.split(':', 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f'{cpu}, {torch.get_num_threads()} threads'
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    if device.type == 'cuda' and not torch.cuda.is_available():
+        print(f'error: --device {args.device} but CUDA is not available',
+              file=sys.stderr)
+        return 1
+    model, cfg = build_classifier(args.config, args.scan_backend)
+    if args.shape is None:
+        size = config_input_size(cfg)
+        shape = (size, size)
+    else:
+        shape = (args.shape[0], args.shape[-1])
+    name = osp.splitext(osp.basename(args.config))[0]
+    timed: List[Timed] = []
+    opts = dict(device=device, channels_last=args.channels_last,
+                compile=args.compile)
+    unfused = None
+    if args.fuse:
+        from mmmobilemamba.models.fusion import fuse_bn
+        unfused = Timed(f'{name} (unfused)', model, shape, **opts)
+        fused_model = fuse_bn(copy.deepcopy(model))
+        main_model = Timed(f'{name} (fused)', fused_model, shape, **opts)
+        timed += [main_model, unfused]
+    else:
+        main_model = Timed(name, model, shape, **opts)
+        timed.append(main_model)
+    if args.peers:
+        for label, peer, res in PEERS:
+            timed.append(Timed(label, build_peer(peer), (res, res), **opts))
+
+    load = os.getloadavg()[0] if hasattr(os, 'getloadavg') else float('nan')
+    print(f'machine: {machine(device)}; torch {torch.__version__}; '
+          f'load average {load:.2f} at start')
+    print(f'batch {args.batch} throughput: median of {args.rounds} rounds; '
+          f'batch-1 latency over {max(1, args.latency_iters // args.rounds) * args.rounds} '
+          f'forwards; warm-up {args.warmup}; channels_last='
+          f'{args.channels_last}, compile={args.compile}')
+    measure(timed, args.batch, args.rounds, args.latency_iters, args.warmup)
+
+    print(f'\n| model | input | throughput (img/s, batch {args.batch}) | '
+          'latency median (ms) | latency p90 (ms) |')
+    print('|---|---|---|---|---|')
+    speed: Dict[str, float] = {}
+    for m in timed:
+        ips = args.batch / statistics.median(m.throughput)
+        speed[m.label] = ips
+        print(f'| {m.label} | {m.size[0]}x{m.size[1]} | {ips:.1f} | '
+              f'{1e3 * statistics.median(m.latency):.1f} | '
+              f'{1e3 * percentile(m.latency, 90):.1f} |')
+    print()
+    main_ips = speed[main_model.label]
+    if unfused is not None:
+        print(f'BN fusion speed-up (fused / unfused throughput): '
+              f'{main_ips / speed[unfused.label]:.3f}x')
+    if args.peers:
+        for label, _, res in PEERS:
+            print(f'ratio {main_model.label}@{shape[0]} / {label}@{res}: '
+                  f'{main_ips / speed[label]:.2f}x')
+    if args.scan_share:
+        x = main_model.input(args.batch)
+        scan, total = scan_share(main_model.model, x)
+        print(f'selective scan share of the forward (batch {args.batch}): '
+              f'{100 * scan / total:.1f}% ({scan * 1e3:.0f} of '
+              f'{total * 1e3:.0f} ms)')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
