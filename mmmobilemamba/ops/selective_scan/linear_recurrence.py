@@ -67,8 +67,10 @@ def _plan(length: int, rows: int = 1) -> Tuple[int, float]:
 
 def _rows_bucket(x: torch.Tensor) -> int:
     """Number of sequences, rounded to a power of two (for the plan cache)."""
-    rows = max(x.numel() // max(x.shape[-1], 1), 1)
-    return 1 << (rows.bit_length() - 1)
+    rows = 1
+    for size in x.shape[:-1]:
+        rows *= int(size)  # (sizes can be tensors while tracing)
+    return 1 << (max(rows, 1).bit_length() - 1)
 
 
 def _steps_(a: torch.Tensor, x: torch.Tensor, positions: range,
