@@ -1,0 +1,137 @@
+"""Five-minute detection quick start on a CPU: generate, train, test.
+
+    python tools/quickstart_detection.py [--data data/coco_shapes]
+        [--work-dir work_dirs/quickstart_det] [--epochs 8] [--arch T2]
+        [--num-train 96]
+
+1. writes a small COCO-format dataset (``tools/dataset_converters/
+   make_coco.py``: textured polygons of six classes, boxes and masks) unless
+   ``--data`` already holds one;
+2. trains ``configs/retinanet_mobilemamba_b1.py`` on it with
+   ``tools/train.py``, from scratch (no pretrained weights), on small images
+   with the T2 backbone variant and a slimmer neck/head so it fits a laptop
+   CPU (``--arch B1`` keeps the config's backbone);
+3. evaluates the last checkpoint with ``tools/test.py`` (COCO bbox mAP via
+   ``CocoMetric``) and writes drawn predictions to ``WORK_DIR/vis``.
+
+Every override is an ordinary ``--cfg-options`` entry and is printed with the
+exact commands, so the run can be repeated (or scaled up) by hand.
+"""
+import argparse
+import os
+import os.path as osp
+import re
+import subprocess
+import sys
+import time
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+CONFIG = 'configs/retinanet_mobilemamba_b1.py'
+
+
+def quickstart_options(root: str, epochs: int, arch: str = 'T2',
+                       width: int = 64, image_scale=(128, 96)) -> dict:
+    """``--cfg-options`` for a short CPU run of the RetinaNet config.
+
+    Args:
+        root (str): COCO-format data root.
+        epochs (int): Training epochs; lr warms up over 30 iterations, stays
+            constant, then decays with a cosine over the second half.
+        arch (str): Backbone variant. The config's B1 is kept at 'B1'; the
+            default T2 (same design, fewer and narrower blocks) trains about
+            2.4x faster per pixel on a CPU.
+        width (int): Channels of the neck and head (the config has 256).
+        image_scale (tuple[int, int]): Resize scale (w, h), ratio kept.
+    """
+    sys.path.insert(0, REPO)
+    import mmmobilemamba  # noqa: F401
+    from mmengine.config import Config
+
+    from mmmobilemamba.datasets.coco import coco_cfg_options
+    from mmmobilemamba.models.backbones.mobilemamba import resolve_arch
+    cfg = Config.fromfile(osp.join(REPO, CONFIG))
+    opts = coco_cfg_options(cfg, root, image_scale, num_workers=0)
+    half = epochs // 2
+    opts.update({
+        # no ImageNet weights: train the backbone, BN statistics included
+        'model.backbone.init_cfg': None,
+        'model.backbone.norm_eval': False,
+        'model.backbone.arch': arch,
+        'model.neck.in_channels': list(resolve_arch(arch)['embed_dims']),
+        'model.neck.out_channels': width,
+        'model.bbox_head.in_channels': width,
+        'model.bbox_head.feat_channels': width,
+        'model.bbox_head.stacked_convs': 1,
+        'train_dataloader.batch_size': 4,
+        'optim_wrapper.optimizer.lr': 2e-3,
+        'optim_wrapper.clip_grad.max_norm': 5.0,
+        'param_scheduler.0.end': 30,
+        'param_scheduler.1.begin': half,
+        'param_scheduler.1.T_max': epochs - half,
+        'param_scheduler.1.end': epochs,
+        'train_cfg.max_epochs': epochs,
+        'train_cfg.val_interval': epochs,
+        'default_hooks.checkpoint.interval': epochs,
+        'default_hooks.logger.interval': 10,
+    })
+    return opts
+
+
+def _run(args, log):
+    print('$ ' + ' '.join(args), flush=True)
+    start = time.time()
+    proc = subprocess.run([sys.executable] + args, cwd=REPO,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True)
+    with open(log, 'w') as f:
+        f.write(proc.stdout)
+    if proc.returncode != 0:
+        sys.exit(f'{args[0]} failed (exit {proc.returncode}); last lines:\n'
+                 + proc.stdout[-4000:] + f'\nfull log: {log}')
+    return proc.stdout, time.time() - start
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--data', default='data/coco_shapes',
+                        help='COCO-format root (generated if missing)')
+    parser.add_argument('--work-dir', default='work_dirs/quickstart_det')
+    parser.add_argument('--epochs', type=int, default=8)
+    parser.add_argument('--arch', default='T2',
+                        help="backbone variant (the config's is B1)")
+    parser.add_argument('--num-train', type=int, default=96)
+    parser.add_argument('--num-val', type=int, default=24)
+    args = parser.parse_args(argv)
+    data = osp.abspath(osp.join(REPO, args.data))
+    work = osp.abspath(osp.join(REPO, args.work_dir))
+
+    os.makedirs(work, exist_ok=True)
+    if not osp.isfile(osp.join(data, 'annotations',
+                               'instances_val2017.json')):
+        _run(['tools/dataset_converters/make_coco.py', data, '--num-train',
+              str(args.num_train), '--num-val', str(args.num_val),
+              '--min-size', '128', '--max-size', '160'],
+             osp.join(work, 'make_coco.out'))
+    opts = [f'{k}={v}'.replace(' ', '')
+            for k, v in quickstart_options(data, args.epochs,
+                                                   args.arch).items()]
+    _, train_s = _run(['tools/train.py', CONFIG, '--work-dir', work,
+                       '--cfg-options'] + opts, osp.join(work, 'train.out'))
+    ckpt = osp.join(work, f'epoch_{args.epochs}.pth')
+    out, test_s = _run(['tools/test.py', CONFIG, ckpt, '--work-dir',
+                        osp.join(work, 'test'), '--show-dir',
+                        osp.join(work, 'vis'), '--cfg-options'] + opts,
+                       osp.join(work, 'test.out'))
+    found = re.search(r'coco/bbox_mAP: ([\d.]+)\s+coco/bbox_mAP_50: ([\d.]+)',
+                      out)
+    if not found:
+        sys.exit(f'no bbox mAP in the test output; see {work}/test.out')
+    print(f'\ntrained {args.epochs} epochs in {train_s / 60:.1f} min, '
+          f'tested in {test_s:.0f} s')
+    print(f'COCO bbox mAP: {float(found.group(1)):.3f}   '
+          f'mAP@0.5: {float(found.group(2)):.3f}')
+    print(f'checkpoint: {ckpt}\ndrawn predictions: {work}/vis')
+
+
+if __name__ == '__main__':
+    main()
