@@ -190,8 +190,8 @@ def draw_ade20k_scene(w: int, h: int, rng: np.random.Generator):
 
             def tree(d, fx=fx, fy=fy, r=r, tw=tw, th=th):
                 d.rectangle([fx - tw / 2, fy - th, fx + tw / 2, fy], fill=255)
-                d.ellipse([fx - r, fy - th - 1.6 * r, fx + r, fy - th + 0.3 * r],
-                          fill=255)
+                crown = [fx - r, fy - th - 1.6 * r, fx + r, fy - th + 0.3 * r]
+                d.ellipse(crown, fill=255)
 
             c.paint('tree', tree)
         elif kind == 'car':

@@ -69,8 +69,9 @@ def test_mmseg_ade20k_dataset_reads_it(small_ade):
     from mmengine.registry import init_default_scope
     init_default_scope('mmseg')
     root, _ = small_ade
+    # LoadAnnotations takes reduce_zero_label=True from ADE20KDataset
     pipeline = [dict(type='LoadImageFromFile'),
-                dict(type='LoadAnnotations')]  # ADE20KDataset: reduce_zero_label
+                dict(type='LoadAnnotations')]
     ds = ADE20KDataset(
         data_root=root,
         data_prefix=dict(img_path='images/validation',
