@@ -181,7 +181,9 @@ class Timed:
             self.model = self.model.to(memory_format=torch.channels_last)
         fn: Callable = self._call
         self.fn = torch.compile(fn) if compile else fn
+        self.last_cpu = 0.
         self.throughput: List[float] = []  # seconds per batch
+        self.cpu: List[float] = []  # process CPU seconds per batch
         self.latency: List[float] = []  # seconds per image at batch 1
 
     def _call(self, x: torch.Tensor) -> torch.Tensor:
@@ -195,14 +197,16 @@ class Timed:
         return x.contiguous(memory_format=self.memory_format)
 
     def run(self, x: torch.Tensor, iters: int = 1) -> float:
-        """Mean seconds of ``iters`` forwards of ``x``."""
+        """Mean wall seconds of ``iters`` forwards of ``x`` (the process
+        CPU seconds are kept in ``self.last_cpu``)."""
         sync = (torch.cuda.synchronize if self.device.type == 'cuda' else
                 (lambda: None))
         sync()
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         for _ in range(iters):
             self.fn(x)
         sync()
+        self.last_cpu = (time.process_time() - cpu) / iters
         return (time.perf_counter() - start) / iters
 
 
@@ -223,6 +227,7 @@ def measure(models: List[Timed], batch: int, rounds: int, latency_iters: int,
             for i in range(n):
                 k = (i + r) % n
                 models[k].throughput.append(models[k].run(big[k]))
+                models[k].cpu.append(models[k].last_cpu)
                 for _ in range(per_round):
                     models[k].latency.append(models[k].run(one[k]))
 
@@ -350,13 +355,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
               f'{1e3 * percentile(m.latency, 90):.1f} |')
     print()
     main_ips = speed[main_model.label]
+    cpu_ips = {m.label: args.batch / statistics.median(m.cpu) for m in timed}
+    # CPU-time ratios are less sensitive to other jobs on a shared machine
+    # than wall-clock ratios (they still share caches and memory bandwidth).
     if unfused is not None:
         print(f'BN fusion speed-up (fused / unfused throughput): '
-              f'{main_ips / speed[unfused.label]:.3f}x')
+              f'{main_ips / speed[unfused.label]:.3f}x wall, '
+              f'{cpu_ips[main_model.label] / cpu_ips[unfused.label]:.3f}x '
+              'CPU time')
     if args.peers:
         for label, _, res in PEERS:
             print(f'ratio {main_model.label}@{shape[0]} / {label}@{res}: '
-                  f'{main_ips / speed[label]:.2f}x')
+                  f'{main_ips / speed[label]:.2f}x wall, '
+                  f'{cpu_ips[main_model.label] / cpu_ips[label]:.2f}x '
+                  'CPU time')
     if args.scan_share:
         x = main_model.input(args.batch)
         scan, total = scan_share(main_model.model, x)
