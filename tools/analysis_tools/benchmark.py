@@ -8,7 +8,8 @@
 Everything is measured in this one process, in eval mode under
 ``torch.inference_mode`` and after a warm-up:
 
-* throughput (img/s) at ``--batch``: the median over ``--rounds`` rounds;
+* throughput (img/s) at ``--batch``: the median over ``--rounds`` rounds
+  (ratios are printed from wall-clock and from process CPU time);
 * latency at batch 1: median and 90th percentile over ``--latency-iters``
   single-image forwards (what a mobile user waits for).
 
