@@ -17,6 +17,9 @@ _base_ = '../mobilemamba-t2_8xb128_in1k.py'
 
 data_root = 'data/digits32'
 num_classes = 10
+# class names for predictions and checkpoints (mmpretrain's ImageNet dataset
+# would otherwise report ImageNet's names)
+metainfo = dict(classes=[f'digit_{i}' for i in range(num_classes)])
 img_size = 32
 
 model = dict(
@@ -47,12 +50,14 @@ train_dataloader = dict(
     batch_size=32,
     num_workers=2,
     pin_memory=False,
-    dataset=dict(data_root=data_root, pipeline=train_pipeline))
+    dataset=dict(
+        data_root=data_root, metainfo=metainfo, pipeline=train_pipeline))
 val_dataloader = dict(
     batch_size=100,
     num_workers=1,
     pin_memory=False,
-    dataset=dict(data_root=data_root, pipeline=test_pipeline))
+    dataset=dict(
+        data_root=data_root, metainfo=metainfo, pipeline=test_pipeline))
 test_dataloader = val_dataloader
 
 # 2e-3 for a batch of 32 (the 3e-3 per 1024 of ImageNet is for 300 epochs)
