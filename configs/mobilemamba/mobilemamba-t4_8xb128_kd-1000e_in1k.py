@@ -18,7 +18,8 @@ model = dict(
     type='KDImageClassifier',
     teacher=dict(
         config='mmpretrain::convnext/convnext-base_32xb128_in1k.py',
-        checkpoint='checkpoints/convnext-base_32xb128_in1k_20221207-fbdb5eb9.pth',
+        checkpoint='checkpoints/'
+        'convnext-base_32xb128_in1k_20221207-fbdb5eb9.pth',
         # the student's (mixed) batch is resized to this for the teacher
         input_size=224),
     # loss = CE(mixed targets) + kd_weight * tau^2 * KL(teacher || student)

@@ -30,8 +30,9 @@ def _teacher_cfg(to_rgb=False, crop=40):
             neck=dict(type='GlobalAveragePooling'),
             head=dict(type='LinearClsHead', num_classes=NUM_CLASSES,
                       in_channels=64)),
-        data_preprocessor=dict(num_classes=NUM_CLASSES, mean=[100., 110., 120.],
-                               std=[50., 60., 70.], to_rgb=to_rgb),
+        data_preprocessor=dict(
+            num_classes=NUM_CLASSES, mean=[100., 110., 120.],
+            std=[50., 60., 70.], to_rgb=to_rgb),
         test_dataloader=dict(dataset=dict(pipeline=[
             dict(type='LoadImageFromFile'),
             dict(type='ResizeEdge', scale=46, edge='short'),
@@ -121,8 +122,9 @@ def test_loss_is_ce_plus_weighted_kd_on_the_mixed_batch(teacher_ckpt):
     expected_ce = model.head._get_loss(student, data['data_samples'])['loss']
     assert losses['loss_kd'].item() == pytest.approx(expected_kd.item(),
                                                      rel=1e-5)
-    assert losses['loss'].item() == pytest.approx(expected_ce.item(),
-                                                  rel=1e-5)
+    assert losses['loss_cls'].item() == pytest.approx(expected_ce.item(),
+                                                      rel=1e-5)
+    assert set(losses) == {'loss_cls', 'loss_kd'}
 
 
 def test_teacher_gets_no_gradient_and_never_changes(teacher_ckpt):
@@ -133,7 +135,7 @@ def test_teacher_gets_no_gradient_and_never_changes(teacher_ckpt):
     for _ in range(2):
         data = model.data_preprocessor(_batch(), training=True)
         losses = model.loss(data['inputs'], data['data_samples'])
-        (losses['loss'] + losses['loss_kd']).backward()
+        (losses['loss_cls'] + losses['loss_kd']).backward()
         optim.step()
         optim.zero_grad()
     assert not teacher.training

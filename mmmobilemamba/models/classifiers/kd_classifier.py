@@ -5,7 +5,7 @@ student: backbone, neck, head, data preprocessor, batch augments) plus a
 frozen teacher built from any mmpretrain model config and checkpoint. The
 training loss on a (Mixup/CutMix-) mixed batch is::
 
-    loss     = head loss of the student on the mixed targets (CE, with the
+    loss_cls = head loss of the student on the mixed targets (CE, with the
                head's label smoothing)
     loss_kd  = kd_weight * tau^2 * KL(softmax(t / tau) || softmax(s / tau))
 
@@ -316,13 +316,17 @@ class KDImageClassifier(ImageClassifier):
                 Mixup/CutMix).
 
         Returns:
-            dict: ``loss`` (the head's) and ``loss_kd``.
+            dict: ``loss_cls`` (the head's loss) and ``loss_kd``; mmengine
+            logs their sum as ``loss`` and back-propagates it.
         """
         feats = self.extract_feat(inputs)
         # one head forward: calling head.loss() and head() would update the
         # head's BatchNorm statistics twice per batch
         student_logits = self.head(feats)
         losses = self.head._get_loss(student_logits, data_samples)
+        # the head calls its loss 'loss', which is also the name mmengine
+        # logs the total under (and would then hide)
+        losses['loss_cls'] = losses.pop('loss')
         if self.kd_weight > 0:
             teacher_logits = self.teacher_logits(inputs)
             losses['loss_kd'] = self.kd_weight * self.tau**2 * kd_loss(
