@@ -18,6 +18,9 @@ What is counted depends on the toolbox (the config's ``default_scope``):
   depend on the number of proposals and are left out. Default size 1280x800
   (H=1280, W=800, as mmdet's tool), or the fixed test size of configs that
   resize to a square without keeping the ratio (SSD).
+* mmseg: backbone + neck + decode head, what the segmentor computes at test
+  time; the auxiliary head (training only) is left out, as mmseg's own
+  get_flops does. SyncBN is reverted to BN for counting. Default 512x512.
 
 Other toolboxes are supported by adding a function to ``COUNTED_MODELS``
 that returns the module to trace, its inputs and the size used.
@@ -87,10 +90,47 @@ def det_counted_model(cfg: Config, shape: Optional[Tuple[int, int]]):
     return detector, counted, shape, what
 
 
+class SegmentorPart(nn.Module):
+    """Backbone + neck + decode head of an mmseg segmentor, as one module.
+
+    Args:
+        segmentor (nn.Module): A built mmseg ``EncoderDecoder``.
+    """
+
+    def __init__(self, segmentor: nn.Module) -> None:
+        super().__init__()
+        self.backbone = segmentor.backbone
+        self.neck = getattr(segmentor, 'neck', None)
+        self.decode_head = segmentor.decode_head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        feats = self.backbone(x)
+        if self.neck is not None:
+            feats = self.neck(feats)
+        return self.decode_head(feats)
+
+
+def seg_counted_model(cfg: Config, shape: Optional[Tuple[int, int]]):
+    """mmseg: backbone + neck + decode head on a (1, 3, H, W) input."""
+    from mmengine.model import revert_sync_batchnorm
+    from mmengine.registry import init_default_scope
+    from mmseg.registry import MODELS
+    init_default_scope('mmseg')
+    # SyncBN needs a process group to run, not to be counted
+    segmentor = revert_sync_batchnorm(MODELS.build(cfg.model))
+    # the auxiliary head stays in the whole model's params, not the counted
+    counted = SegmentorPart(segmentor)
+    what = ('backbone + ' + ('neck + ' if counted.neck is not None else '') +
+            f'decode head ({type(counted.decode_head).__name__}); auxiliary '
+            'head not counted')
+    return segmentor, counted, shape or (512, 512), what
+
+
 #: default_scope -> fn(cfg, shape or None) ->
 #:     (whole model, module to trace, (H, W), description of what is counted)
 COUNTED_MODELS: Dict[str, Callable] = {
     'mmdet': det_counted_model,
+    'mmseg': seg_counted_model,
 }
 
 
