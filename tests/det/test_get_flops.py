@@ -33,7 +33,7 @@ def test_default_sizes():
 def test_counts_backbone_neck_and_dense_head():
     tool = _tool()
     config = osp.join(REPO, 'configs', 'retinanet_mobilemamba_b1.py')
-    small = tool.analyse(config, (128, 128))
+    small = tool.analyse(config, (64, 64))
     assert set(small['by_part']) == {'backbone', 'neck', 'dense_head'}
     assert sum(f for _, f in small['by_part'].values()) == small['flops']
     assert small['params'] == sum(p for p, _ in small['by_part'].values())
@@ -43,7 +43,7 @@ def test_counts_backbone_neck_and_dense_head():
     # the selective scan has a FLOP handle (ops/complexity.py)
     assert not [op for op in small['uncounted'] if 'SelectiveScan' in op]
     # convolutional neck and head: FLOPs grow with the pixel count (x4)
-    big = tool.analyse(config, (256, 256))
+    big = tool.analyse(config, (128, 128))
     for part in ('neck', 'dense_head'):
         ratio = big['by_part'][part][1] / small['by_part'][part][1]
         assert 3.5 < ratio < 4.5, (part, ratio)
@@ -53,15 +53,15 @@ def test_two_stage_counts_rpn_not_roi_head():
     tool = _tool()
     res = tool.analyse(
         osp.join(REPO, 'configs', 'mask-rcnn_mobilemamba_b1_fpn_1x_coco.py'),
-        (128, 128))
+        (64, 64))
     assert 'RPNHead' in res['counted'] and 'RoI head' in res['counted']
     assert res['params_all'] > res['params'] + 10e6  # RoI heads left out
 
 
 def test_cli_prints_the_convention(tmp_path):
     out = run_tool(TOOL, 'configs/ssdlite_mobilemamba_b1_coco-320.py',
-                   '--shape', '160', '160')
-    assert 'input: 1x3x160x160' in out
+                   '--shape', '96', '96')
+    assert 'input: 1x3x96x96' in out
     assert 'multiply-accumulates' in out and '9*B*L*D*N + B*D*L' in out
     assert 'FLOPs:' in out and 'params:' in out
 
