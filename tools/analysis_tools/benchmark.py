@@ -340,7 +340,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
           f'load average {load:.2f} at start')
     n_latency = max(1, args.latency_iters // args.rounds) * args.rounds
     print(f'batch {args.batch} throughput: median of {args.rounds} rounds; '
-          f'batch-1 latency over {n_latency} forwards; warm-up {args.warmup}; channels_last='
+          f'batch-1 latency over {n_latency} forwards; warm-up '
+          f'{args.warmup}; channels_last='
           f'{args.channels_last}, compile={args.compile}')
     measure(timed, args.batch, args.rounds, args.latency_iters, args.warmup)
 
