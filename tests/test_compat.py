@@ -57,7 +57,13 @@ def test_missing_checkpoint_names_the_path(tmp_path):
 def test_ssd_head_inference_attribute():
     dense_heads = pytest.importorskip('mmdet.models.dense_heads')
     from mmengine.config import ConfigDict
-    head = dense_heads.SSDHead(
+    from mmengine.registry import DefaultScope
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        _ssd_head_predicts(dense_heads.SSDHead, ConfigDict)
+
+
+def _ssd_head_predicts(ssd_head_cls, ConfigDict):
+    head = ssd_head_cls(
         num_classes=3,
         in_channels=(8, 8, 8),
         anchor_generator=dict(
