@@ -137,14 +137,18 @@ def test_distillation_run_and_its_checkpoint(digits_root, teacher_ckpt,
     import mmmobilemamba  # noqa: F401
     from mmengine.config import Config
     from mmpretrain import ImageClassificationInferencer, get_model
+    from mmengine.registry import DefaultScope
     cfg = Config.fromfile(PLAIN)
     cfg.model.head.num_classes = 10
-    model = get_model(cfg, pretrained=ckpt, device='cpu')
+    image = sorted(glob.glob(osp.join(digits_root, 'val', '*', '*.JPEG')))[0]
+    # pipelines are built in the current default scope, which other tests
+    # (e.g. mmdet's inference API) may have left behind
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        model = get_model(cfg, pretrained=ckpt, device='cpu')
+        result = ImageClassificationInferencer(
+            model=cfg, pretrained=ckpt, device='cpu')(image)[0]
     for key, value in model.state_dict().items():
         assert torch.equal(value, state[key]), key
-    image = sorted(glob.glob(osp.join(digits_root, 'val', '*', '*.JPEG')))[0]
-    result = ImageClassificationInferencer(
-        model=cfg, pretrained=ckpt, device='cpu')(image)[0]
     assert 0 <= result['pred_label'] < 10
     assert len(result['pred_scores']) == 10
 

@@ -80,9 +80,12 @@ def test_fuse_bn_tool_with_test_tool_and_inferencer(tiny_imagenet_folder,
         icfg = Config.fromfile(str(config))
         if extra:
             icfg.merge_from_dict({k.split('=')[0]: True for k in extra})
-        inferencer = ImageClassificationInferencer(
-            model=icfg, pretrained=weights, device='cpu')
-        results.append(inferencer(image)[0])
+        # the inferencer builds its pipeline in the current default scope,
+        # which earlier tests (e.g. mmdet's inference API) may have changed
+        with DefaultScope.overwrite_default_scope('mmpretrain'):
+            inferencer = ImageClassificationInferencer(
+                model=icfg, pretrained=weights, device='cpu')
+            results.append(inferencer(image)[0])
     assert results[0]['pred_class'] == results[1]['pred_class']
     torch.testing.assert_close(
         torch.as_tensor(results[1]['pred_scores']),
