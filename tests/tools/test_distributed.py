@@ -22,16 +22,17 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.slow
-def test_two_cpu_processes_stay_in_sync(tiny_imagenet_folder, tmp_path):
-    work = str(tmp_path / 'dist')
+def train_two_ranks(config: str, work: str, cfg_options: list):
+    """Run ``tools/dist_train.sh CONFIG 2`` on CPU (gloo) and check that both
+    ranks end with identical parameters and a world size of 2.
+
+    Returns:
+        tuple: rank 0's parameters and the texts of the run's log files.
+    """
     env = dict(os.environ, PYTHON=sys.executable, PORT=str(_free_port()),
                PYTHONPATH=REPO, OMP_NUM_THREADS='1', CUDA_VISIBLE_DEVICES='')
-    cmd = [
-        'bash', 'tools/dist_train.sh', RANK_DUMP, '2', '--work-dir', work,
-        '--cfg-options', 'train_cfg.max_epochs=1',
-        *_data_opts(tiny_imagenet_folder)
-    ]
+    cmd = ['bash', 'tools/dist_train.sh', config, '2', '--work-dir', work,
+           '--cfg-options', *cfg_options]
     proc = subprocess.run(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-6000:]
@@ -47,5 +48,13 @@ def test_two_cpu_processes_stay_in_sync(tiny_imagenet_folder, tmp_path):
             for root, _, files in os.walk(work) for f in files
             if f.endswith('.log')]
     assert any('Distributed training: True' in log for log in logs)
+    return s0, logs
+
+
+@pytest.mark.slow
+def test_two_cpu_processes_stay_in_sync(tiny_imagenet_folder, tmp_path):
+    _, logs = train_two_ranks(
+        RANK_DUMP, str(tmp_path / 'dist'),
+        ['train_cfg.max_epochs=1', *_data_opts(tiny_imagenet_folder)])
     assert any('world_size: 2' in log or 'GPU number: 2' in log
                for log in logs)
