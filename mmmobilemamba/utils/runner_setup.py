@@ -7,7 +7,7 @@ differ (visualisation hooks, result dumping).
 """
 import os.path as osp
 import warnings
-from typing import List, Optional
+from typing import Optional
 
 import torch
 from mmengine.config import Config
