@@ -252,30 +252,82 @@ def test_bidirectional_gradcheck(backend):
     assert torch.autograd.gradcheck(fn, ins, eps=1e-6, atol=1e-6)
 
 
+# --- the 'torch' backend's slabs and kept scratch ---------------------
+
+
+@pytest.mark.parametrize('slab', [64, 700, 5000])
+@pytest.mark.parametrize('groups', [None, 3])
+def test_torch_backend_slabs_agree_with_reference(monkeypatch, slab, groups):
+    """Tiny slabs split the problem by channels (64), by groups (700) and
+    by samples (5000); every split must give the reference's values."""
+    from mmmobilemamba.ops.selective_scan import torch_scan
+    monkeypatch.setattr(torch_scan, 'SLAB_ELEMENTS', slab)
+    ins = make_inputs(3, 12, 37, 2, groups=groups, z=True)
+    assert_matches_ref(ins, 'torch', last=True)
+    bi = make_bi_inputs(3, 12, 37, 1)
+    for got, ref in zip(run_bi(bi, 'torch'), run_bi(bi, 'ref',
+                                                    torch.float64)):
+        err = ((got.double() - ref).abs().max() / ref.abs().max()).item()
+        assert err < TOL[torch.float32], err
+
+
+def test_torch_backend_scratch_is_reused_not_returned():
+    """Scratch kept between calls never leaks into results: a later call
+    of another shape leaves an earlier output untouched, and values stay
+    right after the scratch has grown or been released."""
+    from mmmobilemamba.ops.selective_scan import (release_workspace,
+                                                  workspace_bytes)
+    release_workspace()
+    assert workspace_bytes() == 0
+    small = make_inputs(2, 8, 50, 1, seed=1)
+    large = make_inputs(4, 16, 300, 1, seed=2)
+    args = lambda ins: [ins[k] for k in NAMES]  # noqa: E731
+    y_small = selective_scan(*args(small), True, backend='torch')
+    kept = y_small.clone()
+    kept_bytes = workspace_bytes()
+    assert kept_bytes > 0
+    y_large = selective_scan(*args(large), True, backend='torch')
+    assert workspace_bytes() > kept_bytes  # grown for the larger slab
+    torch.testing.assert_close(y_small, kept, rtol=0, atol=0)
+    again = selective_scan(*args(small), True, backend='torch')
+    torch.testing.assert_close(again, kept, rtol=0, atol=0)
+    release_workspace()
+    assert workspace_bytes() == 0
+    torch.testing.assert_close(
+        selective_scan(*args(large), True, backend='torch'), y_large,
+        rtol=0, atol=0)
+
+
 # --- the recurrence core and the API ------------------------------------
 
 
 @pytest.mark.parametrize('reverse', [False, True])
 @pytest.mark.parametrize('rows', [6, 4096])
-@pytest.mark.parametrize('length', [1, 2, 3, 5, 8, 9, 31, 100, 257])
+@pytest.mark.parametrize('length', [1, 2, 3, 5, 8, 9, 31, 100, 257, 1024])
 def test_linear_scan_core(length, rows, reverse):
+    """Time-major recurrence (time is dim 0) against a step loop."""
     g = torch.Generator().manual_seed(length)
-    a = torch.rand(rows // 2, 2, length, generator=g, dtype=torch.float64)
-    x = torch.randn(rows // 2, 2, length, generator=g, dtype=torch.float64)
-    a[0, 0, length // 2] = 0.  # a decay that underflowed: a reset
+    a = torch.rand(length, rows // 2, 2, generator=g, dtype=torch.float64)
+    x = torch.randn(length, rows // 2, 2, generator=g, dtype=torch.float64)
+    a[length // 2, 0, 0] = 0.  # a decay that underflowed: a reset
     expected = x.clone()
     steps = range(length - 2, -1, -1) if reverse else range(1, length)
     for t in steps:
         prev = t + 1 if reverse else t - 1
-        expected[..., t] += a[..., t] * expected[..., prev]
+        expected[t] += a[t] * expected[prev]
     got = linear_scan_(a, x.clone(), reverse=reverse)
     torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+    # a strided view (one direction of a (L, K, ...) buffer) and a workspace
+    both = torch.stack([x, x], 1)
+    linear_scan_(a, both[:, 1], reverse, torch.empty_like(x))
+    torch.testing.assert_close(both[:, 1], expected, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(both[:, 0], x)
 
 
 def test_linear_scan_plans_cover_both_paths():
     """The cases above run both the chunked and the step-by-step path."""
-    assert _plan(257, 4)[0] > 0 and _plan(31, 4)[0] > 0
-    assert _plan(8, 4)[0] == 0
+    assert _plan(257, 4)[0] > 0 and _plan(1024, 2048)[0] > 0
+    assert _plan(5, 4)[0] == 0 and _plan(9, 1 << 20)[0] == 0
 
 
 def test_default_backend_and_output_dtype():

@@ -19,9 +19,10 @@ all measured in this one process:
   ignored);
 * peak memory above what was allocated before the call, as a multiple of
   the inputs' size. On CPU it comes from the profiler's
-  allocation events (one extra, untimed run), on CUDA from
-  ``torch.cuda.max_memory_allocated``. For forward + backward it includes
-  y, the incoming gradient and the input gradients.
+  allocation events (one extra, untimed run, after the ``'torch'``
+  backend's kept scratch is released, so the scratch is counted), on CUDA
+  from ``torch.cuda.max_memory_allocated``. For forward + backward it
+  includes y, the incoming gradient and the input gradients.
 
 ``ref``'s autograd backward needs memory quadratic in L (each step's slice
 gradient is a zero-padded full-size tensor), so its forward + backward is
@@ -37,6 +38,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import torch
 
 from mmmobilemamba.ops.selective_scan import (available_backends,
+                                              release_workspace,
                                               selective_scan_bidirectional)
 
 #: variant -> (input size, ((d_inner, L) per stage)): SS2D runs at strides
@@ -97,6 +99,10 @@ def peak_bytes(fn: Callable[[], None], device: str) -> int:
         torch.cuda.synchronize()
         return torch.cuda.max_memory_allocated() - base
     from torch.profiler import ProfilerActivity, profile
+
+    # The 'torch' backend keeps its slab scratch between calls; drop it so
+    # that the measured call allocates (and is charged for) all of it.
+    release_workspace()
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as p:
         fn()
     events = sorted((e.start_ns(), e.nbytes())

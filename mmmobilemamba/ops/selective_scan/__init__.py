@@ -14,8 +14,9 @@ from .api import (available_backends, default_backend, register_backend,
 from .export_scan import (selective_scan_bidirectional_export,
                           selective_scan_export)
 from .reference import selective_scan_ref
-from .torch_scan import (selective_scan_bidirectional_torch,
-                         selective_scan_torch)
+from .torch_scan import (release_workspace,
+                         selective_scan_bidirectional_torch,
+                         selective_scan_torch, workspace_bytes)
 from .triton_scan import (selective_scan_bidirectional_triton,
                           selective_scan_triton, triton_status)
 
@@ -30,5 +31,5 @@ register_flop_handles()  # no-op without mmengine
 __all__ = [
     'selective_scan', 'selective_scan_bidirectional', 'selective_scan_ref',
     'available_backends', 'default_backend', 'register_backend',
-    'register_bidirectional_backend'
+    'register_bidirectional_backend', 'workspace_bytes', 'release_workspace'
 ]
