@@ -61,6 +61,14 @@ def _resolve(backend: Optional[str], device: torch.device) -> Callable:
     return _BACKENDS[backend][1]
 
 
+def _can_inspect_values() -> bool:
+    """False while tracing, compiling or exporting: reading a tensor's
+    value there would bake it into the graph or break the trace."""
+    compiler = getattr(torch, 'compiler', None)
+    compiling = getattr(compiler, 'is_compiling', lambda: False)()
+    return not (torch.jit.is_tracing() or compiling)
+
+
 def _check_args(u, delta, A, B, C, D, z, delta_bias) -> None:
     if u.dim() != 3:
         raise ValueError(f'u must be (batch, dim, L), got shape {tuple(u.shape)}')
@@ -96,7 +104,7 @@ def _check_args(u, delta, A, B, C, D, z, delta_bias) -> None:
     if z is not None and z.shape != u.shape:
         raise ValueError(f'z must have the shape of u {tuple(u.shape)}, '
                          f'got {tuple(z.shape)}')
-    if not torch.jit.is_tracing() and bool((A > 0).any()):
+    if _can_inspect_values() and bool((A > 0).any()):
         raise ValueError('A must be <= 0 (decaying state); got a positive '
                          f'entry, max A = {A.max().item():.4g}')
 
@@ -222,7 +230,7 @@ def selective_scan_bidirectional(u: torch.Tensor,
                              f'got {tuple(t.shape)}')
     _check_args(u, delta[:, 0], A[:dim], B[:, 0], C[:, 0], per_dir(D), None,
                 per_dir(delta_bias))
-    if not torch.jit.is_tracing() and bool((A[dim:] > 0).any()):
+    if _can_inspect_values() and bool((A[dim:] > 0).any()):
         raise ValueError('A must be <= 0 (decaying state); direction 1 has a '
                          'positive entry')
     name = backend if backend is not None else default_backend(u.device)
