@@ -1,0 +1,62 @@
+"""tools/analysis_tools/benchmark.py: the table, the fusion and peer ratios
+and the scan share are printed from real timings of the models named."""
+import os.path as osp
+import re
+
+import pytest
+
+from ..helpers import REPO, run_tool
+
+T2 = osp.join(REPO, 'configs', 'mobilemamba', 'mobilemamba-t2_8xb128_in1k.py')
+TOOL = 'tools/analysis_tools/benchmark.py'
+ROW = re.compile(r'^\| (.+?) \| (\d+)x(\d+) \| ([\d.]+) \| ([\d.]+) \| '
+                 r'([\d.]+) \|$', re.M)
+
+
+def _rows(out: str) -> dict:
+    return {m.group(1): (int(m.group(2)), int(m.group(3)),
+                         float(m.group(4)), float(m.group(5)),
+                         float(m.group(6))) for m in ROW.finditer(out)}
+
+
+def test_fused_channels_last_and_scan_share():
+    out = run_tool(TOOL, T2, '--shape', '64', '96', '--batch', '2',
+                   '--rounds', '2', '--latency-iters', '2', '--warmup', '1',
+                   '--threads', '1', '--fuse', '--channels-last',
+                   '--scan-share')
+    assert 'channels_last=True' in out
+    rows = _rows(out)
+    name = 'mobilemamba-t2_8xb128_in1k'
+    assert set(rows) == {f'{name} (fused)', f'{name} (unfused)'}, out
+    for h, w, ips, median, p90 in rows.values():
+        assert (h, w) == (64, 96)  # a non-square input is honoured
+        assert ips > 0 and 0 < median <= p90
+    assert re.search(r'BN fusion speed-up .*: [\d.]+x wall, [\d.]+x CPU', out)
+    share = re.search(r'selective scan share of the forward \(batch 2\): '
+                      r'([\d.]+)% \((\d+) of (\d+) ms\)', out)
+    assert share, out
+    assert 0 < float(share.group(1)) < 100
+    assert int(share.group(2)) <= int(share.group(3))
+
+
+@pytest.mark.slow
+def test_peers_are_timed_at_their_own_resolution():
+    out = run_tool(TOOL, T2, '--shape', '64', '--batch', '1', '--rounds',
+                   '1', '--latency-iters', '1', '--warmup', '1', '--threads',
+                   '1', '--peers')
+    rows = _rows(out)
+    expected = {'MobileNetV3-Large': 224, 'MobileViT-XS': 256,
+                'MobileViT-S': 256, 'EfficientNet-B0': 224}
+    for label, res in expected.items():
+        assert rows[label][:2] == (res, res), out
+        ratio = re.search(rf'ratio .*@64 / {label}@{res}: ([\d.]+)x wall',
+                          out)
+        assert ratio and float(ratio.group(1)) > 0, out
+
+
+def test_cuda_request_without_cuda_is_a_clear_error():
+    import torch
+    if torch.cuda.is_available():
+        pytest.skip('this machine has CUDA')
+    code, out = run_tool(TOOL, T2, '--device', 'cuda', check=False)
+    assert code != 0 and 'CUDA is not available' in out
