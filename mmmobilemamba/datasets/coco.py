@@ -193,12 +193,37 @@ def draw_coco_image(w: int, h: int, max_objects: int,
     return Image.fromarray(img.astype(np.uint8)), objects
 
 
+def select_shape_categories(
+        classes: Optional[Sequence[str]] = None) -> Tuple[tuple, ...]:
+    """Rows of :data:`COCO_SHAPE_CATEGORIES` named by COCO name or shape.
+
+    Args:
+        classes (Sequence[str], optional): e.g. ``['disc', 'tv']``. None
+            selects all six. Rows keep the order of the table.
+    """
+    if classes is None:
+        return COCO_SHAPE_CATEGORIES
+    known = {n for c in COCO_SHAPE_CATEGORIES for n in (c[1], c[3])}
+    unknown = [name for name in classes if name not in known]
+    if unknown:
+        raise ValueError(
+            f'unknown class {unknown[0]!r}; expected a COCO name or a shape '
+            f'of {[(c[1], c[3]) for c in COCO_SHAPE_CATEGORIES]}')
+    rows = tuple(c for c in COCO_SHAPE_CATEGORIES
+                 if c[1] in classes or c[3] in classes)
+    if not rows:
+        raise ValueError('classes must name at least one class')
+    return rows
+
+
 def make_coco(root: str,
               num_train: int = 200,
               num_val: int = 50,
               size_range: Tuple[int, int] = (192, 256),
               max_objects: int = 4,
-              seed: int = 0) -> Dict[str, int]:
+              seed: int = 0,
+              object_size: Tuple[float, float] = (0.12, 0.3),
+              classes: Optional[Sequence[str]] = None) -> Dict[str, int]:
     """Write a COCO-format dataset under ``root``.
 
     Args:
@@ -211,6 +236,13 @@ def make_coco(root: str,
         max_objects (int): Objects per image are 1 to this. Defaults to 4.
         seed (int): Random seed; the same arguments write the same files.
             Defaults to 0.
+        object_size (tuple[float, float]): Range of an object's circumradius
+            as a fraction of the image's shorter side; its box is up to
+            twice that. Defaults to (0.12, 0.3).
+        classes (Sequence[str], optional): Draw only these classes, each
+            given by its COCO name ('sports ball') or its shape ('disc').
+            The json still lists all 80 categories. Defaults to all six of
+            :data:`COCO_SHAPE_CATEGORIES`.
 
     Returns:
         dict: Number of images and annotations per split, e.g.
@@ -225,6 +257,12 @@ def make_coco(root: str,
                          f'max, got {tuple(size_range)}')
     if max_objects < 1:
         raise ValueError(f'max_objects must be >= 1, got {max_objects}')
+    r_lo, r_hi = (float(v) for v in object_size)
+    if not 0 < r_lo <= r_hi <= 0.45:
+        raise ValueError('object_size must be (min, max) fractions of the '
+                         'shorter side with 0 < min <= max <= 0.45, got '
+                         f'{tuple(object_size)}')
+    drawn = select_shape_categories(classes)
     rng = np.random.default_rng(seed)
     os.makedirs(osp.join(root, 'annotations'), exist_ok=True)
     supercategory = {c[0]: c[2] for c in COCO_SHAPE_CATEGORIES}
@@ -241,7 +279,8 @@ def make_coco(root: str,
         for i in range(num):
             img_id = first_id + i
             w, h = (int(v) for v in rng.integers(lo, hi + 1, size=2))
-            img, objects = draw_coco_image(w, h, max_objects, rng)
+            img, objects = draw_coco_image(w, h, max_objects, rng, drawn,
+                                           (r_lo, r_hi))
             file_name = f'{img_id:012d}.jpg'
             img.save(osp.join(root, split, file_name), quality=92)
             images.append(dict(id=img_id, file_name=file_name, width=w,

@@ -93,11 +93,30 @@ def test_shapes_stay_within_their_radius(shape):
     assert polygon_area(pts) > 0.25 * 20**2
 
 
+def test_object_size_and_classes_are_honoured(tmp_path):
+    root = str(tmp_path / 'sel')
+    make_coco(root, 8, 2, (128, 128), max_objects=2, seed=3,
+              object_size=(0.3, 0.35), classes=['disc', 'tv'])
+    data = json.load(open(osp.join(root, 'annotations',
+                                   'instances_train2017.json')))
+    assert len(data['categories']) == 80  # all of COCO's are still listed
+    assert {a['category_id'] for a in data['annotations']} <= {37, 72}
+    for ann in data['annotations']:
+        # every vertex is within the circumradius (0.3-0.35 x 128 px)
+        assert max(ann['bbox'][2:]) <= 2 * 0.35 * 128 + 0.1
+        if ann['category_id'] == 37:  # a disc's box is its diameter
+            assert min(ann['bbox'][2:]) >= 2 * 0.3 * 128 * 0.98
+
+
 def test_bad_arguments_raise(tmp_path):
     with pytest.raises(ValueError, match='num_train'):
         make_coco(str(tmp_path), num_train=0)
     with pytest.raises(ValueError, match='size_range'):
         make_coco(str(tmp_path), size_range=(200, 100))
+    with pytest.raises(ValueError, match='object_size'):
+        make_coco(str(tmp_path), object_size=(0.3, 0.2))
+    with pytest.raises(ValueError, match='unknown class'):
+        make_coco(str(tmp_path), classes=['blob'])
     with pytest.raises(ValueError, match='unknown shape'):
         shape_polygon('blob', 0, 0, 1, 0)
 
@@ -106,8 +125,10 @@ def test_cli(tmp_path):
     root = str(tmp_path / 'cli_coco')
     out = run_tool('tools/dataset_converters/make_coco.py', root,
                    '--num-train', '3', '--num-val', '2', '--min-size', '96',
-                   '--max-size', '96')
+                   '--max-size', '96', '--object-size', '0.2', '0.25',
+                   '--classes', 'triangle', 'stop sign')
     assert 'wrote 3 train images' in out and '2 val images' in out
+    assert 'categories: stop sign (octagon), pizza (triangle)' in out
     data = json.load(open(osp.join(root, 'annotations',
                                    'instances_val2017.json')))
     assert {(i['width'], i['height']) for i in data['images']} == {(96, 96)}
