@@ -98,15 +98,19 @@ class SS2D(nn.Module):
         """The selective scan of a (B, d_inner, H, W) map, same shape out."""
         b, d, h, w = x.shape
         u = x.flatten(2)  # (B, d_inner, L), raster order
+        k, c = self.x_proj_weight.shape[:2]
         # Position-wise projections, so they can be computed in raster order
         # for both directions; the scan op reverses time for direction 1.
-        x_dbl = torch.einsum('bdl,kcd->bkcl', u, self.x_proj_weight)
+        # Plain matmuls (both directions' x projection as one matrix) write
+        # the layouts the scan reads, with no copies.
+        x_dbl = torch.matmul(self.x_proj_weight.reshape(k * c, d), u)
         dts, bs, cs = torch.split(
-            x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=2)
-        dts = torch.einsum('bkrl,kdr->bkdl', dts, self.dt_proj_weight)
+            x_dbl.view(b, k, c, -1),
+            [self.dt_rank, self.d_state, self.d_state], dim=2)
+        dts = torch.matmul(self.dt_proj_weight, dts)  # (B, k, d_inner, L)
         A = -torch.exp(self.A_logs.float())
         y = selective_scan_bidirectional(
-            u, dts.contiguous(), A, bs.contiguous(), cs.contiguous(),
+            u, dts, A, bs.contiguous(), cs.contiguous(),
             self.Ds.float(), self.dt_proj_bias.flatten().float(),
             delta_softplus=True, backend=self.scan_backend)
         return y.view(b, d, h, w)
