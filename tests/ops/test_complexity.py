@@ -82,3 +82,20 @@ def test_scan_traces_as_one_python_op():
     assert kinds.count('prim::PythonOp.SelectiveScanFn') == 1
     assert _total(_OneScan(), inputs, True) == complexity.scan_flops(
         2, 10, 6, 3)
+
+
+def test_tracing_plans_the_scan_on_python_ints():
+    """While tracing, tensor sizes are tensors; the scan must still plan its
+    chunks from ints, or the plan cache misses on every call and each step
+    of the plan search is recorded (a detector at 1280x800 took >20 GB)."""
+    from mmmobilemamba.ops.selective_scan import linear_recurrence
+    length = 1000  # several chunked levels
+    inputs = (torch.randn(1, 4, length), torch.randn(1, 4, length),
+              -torch.rand(4, 1), torch.randn(1, 1, length),
+              torch.randn(1, 1, length), torch.ones(4))
+    torch.jit.trace(_OneScan(), inputs, check_trace=False)
+    before = linear_recurrence._plan.cache_info().misses
+    graph = torch.jit.trace(_OneScan(), inputs, check_trace=False).graph
+    assert linear_recurrence._plan.cache_info().misses == before
+    # the plan search left nothing in the graph: only the scan's own ops
+    assert sum(1 for _ in graph.nodes()) < 50

@@ -95,7 +95,9 @@ def linear_scan_(a: torch.Tensor, x: torch.Tensor,
     Returns:
         Tensor: ``x``, now holding h.
     """
-    length = x.shape[-1]
+    # A plain int: while tracing, sizes are tensors, which would defeat the
+    # plan cache and record every step of the plan search in the trace.
+    length = int(x.shape[-1])
     if length <= 1:
         return x
     chunk, _ = _plan(length, _rows_bucket(x))

@@ -47,7 +47,7 @@ def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
 def _slabs(batch: int, groups: int, group_dim: int, row_elems: int,
            exporting: bool) -> Iterator[Slab]:
     """(batch, group, channel) index ranges covering the problem."""
-    if exporting:  # one slab: the exported graph should not unroll slabs
+    if exporting:  # one slab: a traced graph should not unroll slabs
         yield slice(None), slice(None), slice(None)
         return
     rows = max(1, SLAB_ELEMENTS // max(row_elems, 1))
@@ -194,8 +194,10 @@ class _Problem:
 
     def slabs(self) -> Iterator[Slab]:
         batch, k_dirs, groups, group_dim, n_state, length = self.shape
+        # One slab while tracing too: a trace keeps every slab's fresh
+        # temporaries alive (tens of GB for a detector at 1280x800).
         return _slabs(batch, groups, group_dim, k_dirs * n_state * length,
-                      _is_exporting())
+                      _is_exporting() or torch.jit.is_tracing())
 
     def states(self, sl: Slab, for_backward: bool = False):
         """Time steps, decays and states h of one slab.
