@@ -20,14 +20,15 @@ def _tool():
 
 def test_default_sizes():
     from mmengine.config import Config
-    tool = _tool()
+
+    from mmmobilemamba.utils.dense_parts import fixed_test_size
     fpn = Config.fromfile(osp.join(REPO, 'configs',
                                    'retinanet_mobilemamba_b1.py'))
-    assert tool._fixed_test_size(fpn) is None  # -> the 1280x800 default
+    assert fixed_test_size(fpn) is None  # -> the 1280x800 default
     for size in (320, 512):
         ssd = Config.fromfile(osp.join(
             REPO, 'configs', f'ssdlite_mobilemamba_b1_coco-{size}.py'))
-        assert tool._fixed_test_size(ssd) == (size, size)
+        assert fixed_test_size(ssd) == (size, size)
 
 
 def test_counts_backbone_neck_and_dense_head():

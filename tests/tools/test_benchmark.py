@@ -60,3 +60,25 @@ def test_cuda_request_without_cuda_is_a_clear_error():
         pytest.skip('this machine has CUDA')
     code, out = run_tool(TOOL, T2, '--device', 'cuda', check=False)
     assert code != 0 and 'CUDA is not available' in out
+
+
+@pytest.mark.parametrize('config, what', [
+    ('configs/retinanet_mobilemamba_b1.py', 'dense head (RetinaHead)'),
+    ('configs/pspnet_mobilemamba_b4-80k_ade20k-512x512.py',
+     'decode head (PSPHead)'),
+])
+def test_detectors_and_segmentors_time_their_dense_part(config, what):
+    out = run_tool(TOOL, config, '--shape', '96', '128', '--batch', '1',
+                   '--rounds', '1', '--latency-iters', '1', '--warmup', '0',
+                   '--threads', '1', '--scan-share')
+    assert re.search(rf'timed: backbone .*{re.escape(what)}', out), out
+    rows = _rows(out)
+    name = osp.splitext(osp.basename(config))[0]
+    assert rows[name][:2] == (96, 128) and rows[name][2] > 0, out
+    assert 'selective scan share of the forward' in out
+
+
+def test_peers_need_a_classifier():
+    code, out = run_tool(TOOL, 'configs/retinanet_mobilemamba_b1.py',
+                         '--peers', check=False)
+    assert code != 0 and '--peers compares classifiers' in out

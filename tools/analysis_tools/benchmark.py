@@ -1,9 +1,15 @@
-"""Inference speed of an image classifier: throughput and batch-1 latency.
+"""Inference speed of a model: throughput and batch-1 latency.
 
     python tools/analysis_tools/benchmark.py CONFIG [--shape H [W]]
         [--batch 32] [--device cpu|cuda] [--threads N] [--fuse]
         [--channels-last] [--compile] [--peers] [--scan-share]
         [--rounds 5] [--latency-iters 30]
+
+CONFIG is a classifier (mmpretrain), a detector (mmdet) or a segmentor
+(mmseg). For the last two the dense part is timed, the part the FLOP tables
+count (:mod:`mmmobilemamba.utils.dense_parts`): backbone + neck + dense head
+at 1280x800 (SSD: its test size), backbone + neck + decode head at 512x512;
+no post-processing or RoI heads.
 
 Everything is measured in this one process, in eval mode under
 ``torch.inference_mode`` and after a warm-up:
@@ -29,6 +35,7 @@ average first (the tool prints it).
 """
 import argparse
 import copy
+import inspect
 import os
 import os.path as osp
 import platform
@@ -55,11 +62,13 @@ PEERS: Tuple[Tuple[str, str, int], ...] = (
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('config', help='classifier config (mmpretrain)')
+    parser.add_argument('config', help='classifier, detector or segmentor '
+                        'config')
     parser.add_argument('--shape', type=int, nargs='+', default=None,
                         metavar='H [W]',
-                        help="input size; default: the config's test crop "
-                        '(224 if it names none)')
+                        help="input size; default: a classifier config's "
+                        'test crop (224 if it names none), the FLOP tables\' '
+                        'size for detectors and segmentors')
     parser.add_argument('--batch', type=int, default=32,
                         help='batch size of the throughput measurement')
     parser.add_argument('--device', default='cpu', help="'cpu' or 'cuda'")
@@ -129,27 +138,38 @@ def randomize_bn(model: nn.Module, seed: int = 0) -> nn.Module:
     return model
 
 
-def build_classifier(config: str, scan_backend: Optional[str] = None
-                     ) -> Tuple[nn.Module, object]:
-    """Build the classifier of ``config`` (random weights) and its config."""
+def build_model(config: str, scan_backend: Optional[str] = None
+                ) -> Tuple[nn.Module, Optional[Tuple[int, int]], str]:
+    """The model of ``config`` to time, with random weights.
+
+    Returns:
+        tuple: the module (a classifier, or a detector's / segmentor's dense
+        part), its default input (H, W) (None: a classifier, whose size
+        comes from its config) and a description of what is timed.
+    """
     import mmmobilemamba  # noqa: F401  (registration)
     from mmengine.config import Config
     from mmengine.registry import DefaultScope
+
+    from mmmobilemamba.utils.dense_parts import DENSE_PARTS
     if not osp.isfile(config):
         raise FileNotFoundError(f'config {config} does not exist')
     cfg = Config.fromfile(config)
-    model_cfg = copy.deepcopy(cfg.model)
-    model_cfg.pop('train_cfg', None)  # mixup/cutmix: training only
-    backbone = model_cfg.get('backbone', {})
+    cfg.model.pop('train_cfg', None)  # mixup/cutmix: training only
+    backbone = cfg.model.get('backbone', {})
     if backbone.get('type') == 'MobileMamba':
         backbone['init_cfg'] = None  # speed does not need weights
         if scan_backend is not None:
             backbone['scan_backend'] = scan_backend
     scope = cfg.get('default_scope', 'mmpretrain')
+    if scope in DENSE_PARTS:
+        _, part, size, what = DENSE_PARTS[scope](cfg, None)
+        return randomize_bn(part).eval(), size, what
     from mmpretrain.registry import MODELS
     with DefaultScope.overwrite_default_scope(scope):
-        model = MODELS.build(model_cfg)
-    return randomize_bn(model).eval(), cfg
+        model = MODELS.build(cfg.model)
+    return (randomize_bn(model).eval(), (config_input_size(cfg), ) * 2,
+            'classifier (backbone + neck + head)')
 
 
 def build_peer(name: str) -> nn.Module:
@@ -163,7 +183,7 @@ class Timed:
 
     Args:
         label (str): Name printed in the table.
-        model (nn.Module): Classifier in eval mode (called with
+        model (nn.Module): Model in eval mode (called with
             ``mode='tensor'`` when it accepts it).
         size (tuple[int, int]): Input (H, W).
         device (torch.device): Where to run.
@@ -176,6 +196,7 @@ class Timed:
                  compile: bool = False) -> None:
         self.label, self.size, self.device = label, size, device
         self.model = model.to(device)
+        self.takes_mode = 'mode' in inspect.signature(model.forward).parameters
         self.memory_format = (torch.channels_last if channels_last else
                               torch.contiguous_format)
         if channels_last:
@@ -188,10 +209,9 @@ class Timed:
         self.latency: List[float] = []  # seconds per image at batch 1
 
     def _call(self, x: torch.Tensor) -> torch.Tensor:
-        try:
+        if self.takes_mode:  # an OpenMMLab model: no post-processing
             return self.model(x, mode='tensor')
-        except TypeError:  # a plain nn.Module
-            return self.model(x)
+        return self.model(x)
 
     def input(self, batch: int) -> torch.Tensor:
         x = torch.rand(batch, 3, *self.size, device=self.device)
@@ -242,7 +262,7 @@ def percentile(values: Sequence[float], q: float) -> float:
     return data[lo] + (data[hi] - data[lo]) * (pos - lo)
 
 
-def scan_share(model: nn.Module, x: torch.Tensor, repeats: int = 3
+def scan_share(target: 'Timed', x: torch.Tensor, repeats: int = 3
                ) -> Tuple[float, float]:
     """Seconds spent in the selective scan and in the whole forward.
 
@@ -251,7 +271,7 @@ def scan_share(model: nn.Module, x: torch.Tensor, repeats: int = 3
     """
     from mmmobilemamba.models.ss2d import SS2D
     spent: List[float] = []
-    modules = [m for m in model.modules() if isinstance(m, SS2D)]
+    modules = [m for m in target.model.modules() if isinstance(m, SS2D)]
     if not modules:
         raise ValueError('the model has no SS2D module: no scan to time')
     sync = (torch.cuda.synchronize if x.device.type == 'cuda' else
@@ -272,12 +292,12 @@ def scan_share(model: nn.Module, x: torch.Tensor, repeats: int = 3
     scans, totals = [], []
     try:
         with torch.inference_mode():
-            model(x, mode='tensor')  # warm-up
+            target.fn(x)  # warm-up
             for _ in range(repeats):
                 spent.clear()
                 sync()
                 start = time.perf_counter()
-                model(x, mode='tensor')
+                target.fn(x)
                 sync()
                 totals.append(time.perf_counter() - start)
                 scans.append(sum(spent))
@@ -311,11 +331,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f'error: --device {args.device} but CUDA is not available',
               file=sys.stderr)
         return 1
-    model, cfg = build_classifier(args.config, args.scan_backend)
-    if args.shape is None:
-        size = config_input_size(cfg)
-        shape = (size, size)
-    else:
+    model, shape, what = build_model(args.config, args.scan_backend)
+    if args.peers and not what.startswith('classifier'):
+        print(f'error: --peers compares classifiers; {args.config} is not '
+              'one', file=sys.stderr)
+        return 1
+    if args.shape is not None:
         shape = (args.shape[0], args.shape[-1])
     name = osp.splitext(osp.basename(args.config))[0]
     timed: List[Timed] = []
@@ -338,6 +359,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     load = os.getloadavg()[0] if hasattr(os, 'getloadavg') else float('nan')
     print(f'machine: {machine(device)}; torch {torch.__version__}; '
           f'load average {load:.2f} at start')
+    print(f'timed: {what}')
     n_latency = max(1, args.latency_iters // args.rounds) * args.rounds
     print(f'batch {args.batch} throughput: median of {args.rounds} rounds; '
           f'batch-1 latency over {n_latency} forwards; warm-up '
@@ -373,7 +395,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                   'CPU time')
     if args.scan_share:
         x = main_model.input(args.batch)
-        scan, total = scan_share(main_model.model, x)
+        scan, total = scan_share(main_model, x)
         print(f'selective scan share of the forward (batch {args.batch}): '
               f'{100 * scan / total:.1f}% ({scan * 1e3:.0f} of '
               f'{total * 1e3:.0f} ms)')

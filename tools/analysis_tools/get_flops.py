@@ -22,8 +22,10 @@ What is counted depends on the toolbox (the config's ``default_scope``):
   time; the auxiliary head (training only) is left out, as mmseg's own
   get_flops does. SyncBN is reverted to BN for counting. Default 512x512.
 
-Other toolboxes are supported by adding a function to ``COUNTED_MODELS``
-that returns the module to trace, its inputs and the size used.
+What is counted and the default sizes come from
+:mod:`mmmobilemamba.utils.dense_parts` (shared with ``benchmark.py``); other
+toolboxes are supported by adding a function to ``COUNTED_MODELS`` that
+returns the module to trace, its inputs and the size used.
 """
 import argparse
 import sys
@@ -33,105 +35,12 @@ import torch
 import torch.nn as nn
 from mmengine.config import Config, DictAction
 
-
-class DenseDetectorPart(nn.Module):
-    """Backbone + neck + dense head of an mmdet detector, as one module.
-
-    Args:
-        detector (nn.Module): A built mmdet detector.
-    """
-
-    def __init__(self, detector: nn.Module) -> None:
-        super().__init__()
-        self.backbone = detector.backbone
-        self.neck = getattr(detector, 'neck', None)
-        head = getattr(detector, 'bbox_head', None)
-        if head is None:
-            head = getattr(detector, 'rpn_head', None)
-        if head is None:
-            raise ValueError(f'{type(detector).__name__} has neither a '
-                             'bbox_head nor an rpn_head to count')
-        self.dense_head = head
-
-    def forward(self, x: torch.Tensor):
-        feats = self.backbone(x)
-        if self.neck is not None:
-            feats = self.neck(feats)
-        return self.dense_head(feats)
-
-
-def _fixed_test_size(cfg: Config) -> Optional[Tuple[int, int]]:
-    """(H, W) of a test pipeline that resizes to a fixed size, else None."""
-    loader = cfg.get('test_dataloader') or {}
-    dataset = loader.get('dataset') or {}
-    for step in dataset.get('pipeline') or []:
-        if step.get('type') == 'Resize' and step.get('keep_ratio') is False:
-            scale = step.get('scale')
-            if isinstance(scale, int):
-                return scale, scale
-            w, h = scale
-            return h, w
-    return None
-
-
-def det_counted_model(cfg: Config, shape: Optional[Tuple[int, int]]):
-    """mmdet: backbone + neck + dense head on a (1, 3, H, W) input."""
-    from mmdet.registry import MODELS
-    from mmengine.registry import init_default_scope
-    init_default_scope('mmdet')
-    detector = MODELS.build(cfg.model)
-    shape = shape or _fixed_test_size(cfg) or (1280, 800)
-    counted = DenseDetectorPart(detector)
-    what = ('backbone + neck + dense head '
-            f'({type(counted.dense_head).__name__})')
-    if getattr(detector, 'roi_head', None) is not None:
-        what += ('; the RoI head (depends on the number of proposals) is not '
-                 'counted')
-    return detector, counted, shape, what
-
-
-class SegmentorPart(nn.Module):
-    """Backbone + neck + decode head of an mmseg segmentor, as one module.
-
-    Args:
-        segmentor (nn.Module): A built mmseg ``EncoderDecoder``.
-    """
-
-    def __init__(self, segmentor: nn.Module) -> None:
-        super().__init__()
-        self.backbone = segmentor.backbone
-        self.neck = getattr(segmentor, 'neck', None)
-        self.decode_head = segmentor.decode_head
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        feats = self.backbone(x)
-        if self.neck is not None:
-            feats = self.neck(feats)
-        return self.decode_head(feats)
-
-
-def seg_counted_model(cfg: Config, shape: Optional[Tuple[int, int]]):
-    """mmseg: backbone + neck + decode head on a (1, 3, H, W) input."""
-    from mmengine.model import revert_sync_batchnorm
-    from mmengine.registry import init_default_scope
-    from mmseg.registry import MODELS
-    init_default_scope('mmseg')
-    # SyncBN needs a process group to run, not to be counted
-    segmentor = revert_sync_batchnorm(MODELS.build(cfg.model))
-    # the auxiliary head stays in the whole model's params, not the counted
-    counted = SegmentorPart(segmentor)
-    what = ('backbone + ' + ('neck + ' if counted.neck is not None else '') +
-            f'decode head ({type(counted.decode_head).__name__}); auxiliary '
-            'head not counted')
-    return segmentor, counted, shape or (512, 512), what
+from mmmobilemamba.utils.dense_parts import DENSE_PARTS
 
 
 #: default_scope -> fn(cfg, shape or None) ->
 #:     (whole model, module to trace, (H, W), description of what is counted)
-COUNTED_MODELS: Dict[str, Callable] = {
-    'mmdet': det_counted_model,
-    'mmseg': seg_counted_model,
-}
+COUNTED_MODELS: Dict[str, Callable] = dict(DENSE_PARTS)
 
 
 def _params(module: nn.Module) -> int:
