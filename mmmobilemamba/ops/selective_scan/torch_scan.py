@@ -16,8 +16,7 @@ keeps the extra memory to a slab's worth instead of a multiple of the
 inputs. Every slab-sized temporary is a view of a named scratch buffer
 (:class:`_Scratch`) written with ``out=`` and kept per thread between calls:
 on the machines we measured, the page faults of fresh memory cost more than
-the arithmetic on it. softplus is computed through sigmoid and log, which
-PyTorch vectorises on CPU, instead of its log1p-based kernel.
+the arithmetic on it.
 
 Accumulation is in fp32 (fp64 for fp64 inputs); y is returned in u's dtype
 and every gradient in its input's dtype.
@@ -139,17 +138,14 @@ def release_workspace() -> None:
     _THREAD_SCRATCH.cache = {}
 
 
-def _softplus(s: torch.Tensor, out: torch.Tensor,
-              tmp: torch.Tensor) -> torch.Tensor:
-    """softplus(s) into ``out``, as max(s, 0) - log(sigmoid(|s|)).
+def _softplus(s: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """softplus(s) into ``out`` (which may be ``s``), with PyTorch's kernel.
 
-    Equal to log(1 + exp(s)) for every s without overflow; sigmoid and log
-    are vectorised on CPU where PyTorch's log1p-based softplus is not
-    (about 3x faster). Absolute error below 1e-7 in fp32. ``out`` may be
-    ``s``; ``tmp`` is scratch of the same shape.
+    Above s = 20 it returns s, off by less than 2e-9. (A sigmoid/log
+    composite used before was 1.5-1.8x slower than this kernel on this
+    torch build, measured on 64K-2M contiguous elements, 1 and 2 threads.)
     """
-    torch.abs(s, out=tmp).sigmoid_().log_()
-    return torch.clamp(s, min=0, out=out).sub_(tmp)
+    return torch.ops.aten.softplus.out(s, 1, 20, out=out)
 
 
 class _Problem:
@@ -228,9 +224,8 @@ class _Problem:
         a = scratch('a', a_shape)
         if not self.softplus:
             dt = s
-        else:  # a's buffer is free until the decays are computed
-            dt = _softplus(s, scratch('dt', s.shape) if for_backward else s,
-                           a.view(-1)[:s.numel()].view(s.shape))
+        else:
+            dt = _softplus(s, scratch('dt', s.shape) if for_backward else s)
         torch.mul(dt, A, out=a).exp_()
         if for_backward:
             dtu = torch.mul(dt, u, out=scratch('dtu', dt.shape))
