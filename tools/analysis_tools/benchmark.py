@@ -155,7 +155,6 @@ def build_model(config: str, scan_backend: Optional[str] = None
     if not osp.isfile(config):
         raise FileNotFoundError(f'config {config} does not exist')
     cfg = Config.fromfile(config)
-    cfg.model.pop('train_cfg', None)  # mixup/cutmix: training only
     backbone = cfg.model.get('backbone', {})
     if backbone.get('type') == 'MobileMamba':
         backbone['init_cfg'] = None  # speed does not need weights
@@ -166,6 +165,7 @@ def build_model(config: str, scan_backend: Optional[str] = None
         _, part, size, what = DENSE_PARTS[scope](cfg, None)
         return randomize_bn(part).eval(), size, what
     from mmpretrain.registry import MODELS
+    cfg.model.pop('train_cfg', None)  # mixup/cutmix: training only
     with DefaultScope.overwrite_default_scope(scope):
         model = MODELS.build(cfg.model)
     return (randomize_bn(model).eval(), (config_input_size(cfg), ) * 2,
@@ -307,6 +307,11 @@ def scan_share(target: 'Timed', x: torch.Tensor, repeats: int = 3
     return statistics.median(scans), statistics.median(totals)
 
 
+def _fmt(ips: float) -> str:
+    """Throughput with three significant digits below 100 img/s."""
+    return f'{ips:.1f}' if ips >= 100 else f'{ips:.3g}'
+
+
 def machine(device: torch.device) -> str:
     if device.type == 'cuda':
         return torch.cuda.get_device_name(device)
@@ -374,7 +379,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     for m in timed:
         ips = args.batch / statistics.median(m.throughput)
         speed[m.label] = ips
-        print(f'| {m.label} | {m.size[0]}x{m.size[1]} | {ips:.1f} | '
+        print(f'| {m.label} | {m.size[0]}x{m.size[1]} | {_fmt(ips)} | '
               f'{1e3 * statistics.median(m.latency):.1f} | '
               f'{1e3 * percentile(m.latency, 90):.1f} |')
     print()
