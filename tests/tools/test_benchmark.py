@@ -64,6 +64,8 @@ def test_cuda_request_without_cuda_is_a_clear_error():
 
 @pytest.mark.parametrize('config, what', [
     ('configs/retinanet_mobilemamba_b1.py', 'dense head (RetinaHead)'),
+    ('configs/mask-rcnn_mobilemamba_b1_fpn_1x_coco.py',
+     'dense head (RPNHead)'),
     ('configs/pspnet_mobilemamba_b4-80k_ade20k-512x512.py',
      'decode head (PSPHead)'),
 ])
