@@ -309,7 +309,7 @@ def scan_share(target: 'Timed', x: torch.Tensor, repeats: int = 3
 
 def _fmt(ips: float) -> str:
     """Throughput with three significant digits below 100 img/s."""
-    return f'{ips:.1f}' if ips >= 100 else f'{ips:.3g}'
+    return f'{ips:.1f}' if ips >= 100 else f'{ips:#.3g}'
 
 
 def machine(device: torch.device) -> str:
