@@ -25,7 +25,7 @@ short sequences, or so many sequences at once that each step's call is
 already efficient.
 """
 import functools
-from typing import Tuple
+from typing import Callable, Optional, Sequence, Tuple
 
 import torch
 
@@ -81,8 +81,18 @@ def _steps_(a: torch.Tensor, x: torch.Tensor, positions: range,
         x[..., t].addcmul_(a[..., t], x[..., t + step])
 
 
-def linear_scan_(a: torch.Tensor, x: torch.Tensor,
-                 reverse: bool = False) -> torch.Tensor:
+#: ``scratch(name, shape)`` -> a contiguous tensor of that shape that no
+#: other live name shares (see ``torch_scan._Scratch``).
+Scratch = Callable[[str, Sequence[int]], torch.Tensor]
+
+
+def _fresh(like: torch.Tensor) -> Scratch:
+    return lambda name, shape: like.new_empty(shape)
+
+
+def linear_scan_(a: torch.Tensor, x: torch.Tensor, reverse: bool = False,
+                 scratch: Optional[Scratch] = None,
+                 _depth: int = 0) -> torch.Tensor:
     """Solve ``h_t = a_t h_{t-1} + x_t`` in place of ``x`` and return it.
 
     Args:
@@ -91,6 +101,10 @@ def linear_scan_(a: torch.Tensor, x: torch.Tensor,
             dimension must have stride 1 (other dimensions may be strided).
         reverse (bool): Scan from t = L-1 down to 0, i.e.
             ``h_t = a_t h_{t+1} + x_t``. Defaults to False.
+        scratch (callable, optional): Where the per-level chunk states and
+            decays go, ``scratch(name, shape) -> Tensor``; buffers kept
+            between calls save the page faults of fresh memory. None
+            allocates them. Defaults to None.
 
     Returns:
         Tensor: ``x``, now holding h.
@@ -113,17 +127,21 @@ def linear_scan_(a: torch.Tensor, x: torch.Tensor,
     xv = x[..., main].unflatten(-1, (n_chunks, chunk))
     order = list(range(chunk - 1, -1, -1)) if reverse else list(range(chunk))
 
+    scratch = scratch or _fresh(x)
+    level_shape = xv.shape[:-1]
     # 1. chunk end states from a zero start, and chunk decays.
     ends = torch.addcmul(xv[..., order[1]], av[..., order[1]],
-                         xv[..., order[0]])
-    for i in order[2:]:
-        ends = torch.addcmul(xv[..., i], av[..., i], ends)
+                         xv[..., order[0]],
+                         out=scratch(f'scan_ends{_depth}', level_shape))
+    for i in order[2:]:  # (out= may alias an input element for element)
+        torch.addcmul(xv[..., i], av[..., i], ends, out=ends)
     # Elementwise products: a reduction over a tiny last dim is much slower.
-    decays = av[..., 0] * av[..., 1]
+    decays = torch.mul(av[..., 0], av[..., 1],
+                       out=scratch(f'scan_decays{_depth}', level_shape))
     for i in range(2, chunk):
         decays.mul_(av[..., i])
     # 2. carries between chunks: the same recurrence, one level down.
-    linear_scan_(decays, ends, reverse)
+    linear_scan_(decays, ends, reverse, scratch, _depth + 1)
     # 3. fold each carry into its chunk's first step, then step through.
     first = order[0]
     if reverse:

@@ -237,7 +237,7 @@ class _Problem:
         else:
             x = dtu.mul_(B)
         for k, rev in enumerate(self.reverse):
-            linear_scan_(a[:, k], x[:, k], reverse=rev)
+            linear_scan_(a[:, k], x[:, k], reverse=rev, scratch=scratch)
         if not for_backward:
             return u, None, None, None, None, x
         return u, dt, dtu, s if self.softplus else None, a, x
@@ -329,7 +329,8 @@ def _backward(prob: _Problem, gy: Optional[torch.Tensor],
         # is the plain scan mu_t = a_t g_t + a_t mu_{t+1}, run backwards.
         mu = torch.mul(a, lam, out=prob.scratch('mu', a.shape))
         for k, rev in enumerate(prob.reverse):
-            linear_scan_(a[:, k], mu[:, k], reverse=not rev)
+            linear_scan_(a[:, k], mu[:, k], reverse=not rev,
+                         scratch=prob.scratch)
             nxt, cur = ((slice(None, -1), slice(1, None)) if rev else
                         (slice(1, None), slice(None, -1)))
             lam[:, k, ..., cur] += mu[:, k, ..., nxt]
