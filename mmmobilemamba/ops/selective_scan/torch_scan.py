@@ -220,7 +220,9 @@ class _Problem:
         else:
             s.copy_(delta)
         A = self.A[:, :, gs, ds]
-        a_shape = torch.broadcast_shapes(s.shape, A.shape)
+        # (b, K, g, d, 1, L) with A's (1, K, g, d, N, 1): torch's own
+        # broadcast_shapes costs ~0.1 ms a call
+        a_shape = s.shape[:4] + A.shape[4:5] + s.shape[5:]
         a = scratch('a', a_shape)
         if not self.softplus:
             dt = s
