@@ -1,5 +1,7 @@
 """Run-time helpers shared by tools/: config preparation, CPU-capable
-distributed start-up and dataset checks (torch + mmengine only)."""
+distributed start-up and dataset checks (torch + mmengine only), and in
+:mod:`.dense_parts` (imported on demand: it builds mmdet / mmseg models) the
+part of a detector or segmentor that the analysis tools measure."""
 from .data_checks import check_dataset_paths
 from .dist import setup_distributed
 from .runner_setup import (build_runner, check_checkpoint_matches,
