@@ -138,14 +138,19 @@ def randomize_bn(model: nn.Module, seed: int = 0) -> nn.Module:
     return model
 
 
+#: What :func:`build_model` says it timed for an mmpretrain classifier.
+CLASSIFIER = 'classifier (backbone + neck + head)'
+
+
 def build_model(config: str, scan_backend: Optional[str] = None
                 ) -> Tuple[nn.Module, Optional[Tuple[int, int]], str]:
     """The model of ``config`` to time, with random weights.
 
     Returns:
         tuple: the module (a classifier, or a detector's / segmentor's dense
-        part), its default input (H, W) (None: a classifier, whose size
-        comes from its config) and a description of what is timed.
+        part), its default input (H, W) (a classifier's test crop, else the
+        FLOP tables' size) and a description of what is timed
+        (:data:`CLASSIFIER` for a classifier).
     """
     import mmmobilemamba  # noqa: F401  (registration)
     from mmengine.config import Config
@@ -169,7 +174,7 @@ def build_model(config: str, scan_backend: Optional[str] = None
     with DefaultScope.overwrite_default_scope(scope):
         model = MODELS.build(cfg.model)
     return (randomize_bn(model).eval(), (config_input_size(cfg), ) * 2,
-            'classifier (backbone + neck + head)')
+            CLASSIFIER)
 
 
 def build_peer(name: str) -> nn.Module:
@@ -337,7 +342,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
               file=sys.stderr)
         return 1
     model, shape, what = build_model(args.config, args.scan_backend)
-    if args.peers and not what.startswith('classifier'):
+    if args.peers and what != CLASSIFIER:
         print(f'error: --peers compares classifiers; {args.config} is not '
               'one', file=sys.stderr)
         return 1

@@ -11,36 +11,23 @@ conv (``padding='same'``) and any other unsupported op uncounted and the tool
 lists them. The input is one random image of the given size (batch 1), not an
 average over dataset images.
 
-What is counted depends on the toolbox (the config's ``default_scope``):
-
-* mmdet: backbone + neck + dense head (``bbox_head`` of one-stage detectors,
-  ``rpn_head`` of two-stage ones), as the release's table counts; RoI heads
-  depend on the number of proposals and are left out. Default size 1280x800
-  (H=1280, W=800, as mmdet's tool), or the fixed test size of configs that
-  resize to a square without keeping the ratio (SSD).
-* mmseg: backbone + neck + decode head, what the segmentor computes at test
-  time; the auxiliary head (training only) is left out, as mmseg's own
-  get_flops does. SyncBN is reverted to BN for counting. Default 512x512.
-
-What is counted and the default sizes come from
-:mod:`mmmobilemamba.utils.dense_parts` (shared with ``benchmark.py``); other
-toolboxes are supported by adding a function to ``COUNTED_MODELS`` that
-returns the module to trace, its inputs and the size used.
+What is counted depends on the toolbox (the config's ``default_scope``) and
+is defined, with the default sizes, in :mod:`mmmobilemamba.utils.dense_parts`
+(shared with ``benchmark.py``): for mmdet the backbone + neck + dense head at
+1280x800 (SSD: its fixed test size), as the release's table counts, RoI heads
+left out; for mmseg the backbone + neck + decode head at 512x512, the
+auxiliary head left out as mmseg's own get_flops does. Another toolbox is
+supported by adding its function to ``DENSE_PARTS`` there.
 """
 import argparse
 import sys
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 import torch.nn as nn
 from mmengine.config import Config, DictAction
 
 from mmmobilemamba.utils.dense_parts import DENSE_PARTS
-
-
-#: default_scope -> fn(cfg, shape or None) ->
-#:     (whole model, module to trace, (H, W), description of what is counted)
-COUNTED_MODELS: Dict[str, Callable] = dict(DENSE_PARTS)
 
 
 def _params(module: nn.Module) -> int:
@@ -72,14 +59,14 @@ def analyse(config: str,
         from mmengine.utils import import_modules_from_strings
         import_modules_from_strings(**cfg.custom_imports)
     scope = cfg.get('default_scope')
-    if scope not in COUNTED_MODELS:
+    if scope not in DENSE_PARTS:
         raise ValueError(f'{config}: no FLOP counting for default_scope '
-                         f'{scope!r} yet (supported: {sorted(COUNTED_MODELS)}'
-                         '); add a function to COUNTED_MODELS in '
-                         'tools/analysis_tools/get_flops.py')
+                         f'{scope!r} yet (supported: {sorted(DENSE_PARTS)}'
+                         '); add a function to DENSE_PARTS in '
+                         'mmmobilemamba/utils/dense_parts.py')
     # the weights do not matter for counting: never load a checkpoint
     cfg.model.get('backbone', {}).pop('init_cfg', None)
-    whole, counted, shape, what = COUNTED_MODELS[scope](cfg, shape)
+    whole, counted, shape, what = DENSE_PARTS[scope](cfg, shape)
     counted.eval()
     inputs = (torch.rand(1, 3, *shape), )
     analyzer = FlopAnalyzer(counted, inputs)

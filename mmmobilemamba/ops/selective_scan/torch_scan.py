@@ -44,9 +44,9 @@ def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
 
 
 def _slabs(batch: int, groups: int, group_dim: int, row_elems: int,
-           exporting: bool) -> Iterator[Slab]:
+           recording: bool) -> Iterator[Slab]:
     """(batch, group, channel) index ranges covering the problem."""
-    if exporting:  # one slab: a traced graph should not unroll slabs
+    if recording:  # one slab: a recorded graph should not unroll slabs
         yield slice(None), slice(None), slice(None)
         return
     rows = max(1, SLAB_ELEMENTS // max(row_elems, 1))
@@ -67,11 +67,14 @@ def _slabs(batch: int, groups: int, group_dim: int, row_elems: int,
                     yield slice(b, b + 1), slice(g, g + 1), slice(d, d + rows)
 
 
-def _is_exporting() -> bool:
+def _is_recording() -> bool:
+    """True while a graph is being traced or exported: every op and buffer
+    of the call is then recorded, so no scratch is kept and no slab loop is
+    unrolled."""
     onnx_export = getattr(torch.onnx, 'is_in_onnx_export', lambda: False)
     compiler = getattr(torch, 'compiler', None)
     exporting = getattr(compiler, 'is_exporting', lambda: False)
-    return bool(onnx_export() or exporting())
+    return bool(torch.jit.is_tracing() or onnx_export() or exporting())
 
 
 class _Scratch:
@@ -116,7 +119,7 @@ _THREAD_SCRATCH = threading.local()
 def _scratch_for(dtype: torch.dtype, device: torch.device) -> _Scratch:
     """This thread's scratch for ``dtype`` on ``device`` (a fresh one while
     tracing or exporting: a tracer must see every buffer created)."""
-    if torch.jit.is_tracing() or _is_exporting():
+    if _is_recording():
         return _Scratch(dtype, device)
     cache = getattr(_THREAD_SCRATCH, 'cache', None)
     if cache is None:
@@ -190,10 +193,10 @@ class _Problem:
 
     def slabs(self) -> Iterator[Slab]:
         batch, k_dirs, groups, group_dim, n_state, length = self.shape
-        # One slab while tracing too: a trace keeps every slab's fresh
-        # temporaries alive (tens of GB for a detector at 1280x800).
+        # A trace keeps every slab's fresh temporaries alive (tens of GB for
+        # a detector at 1280x800), so one slab while recording.
         return _slabs(batch, groups, group_dim, k_dirs * n_state * length,
-                      _is_exporting() or torch.jit.is_tracing())
+                      _is_recording())
 
     def states(self, sl: Slab, for_backward: bool = False):
         """Time steps, decays and states h of one slab.
