@@ -271,6 +271,22 @@ def test_torch_backend_slabs_agree_with_reference(monkeypatch, slab, groups):
         assert err < TOL[torch.float32], err
 
 
+def test_torch_backend_backward_keeps_five_slab_buffers():
+    """On a one-slab problem the backward pass keeps dt, the decays, the
+    states and the two adjoints (five (K, N)-sized buffers) plus the scan's
+    per-level buffers: softplus'(s) is recovered from dt, so neither the
+    pre-softplus s nor dt * u gets a buffer of its own."""
+    from mmmobilemamba.ops.selective_scan import (release_workspace,
+                                                  workspace_bytes)
+    ins = make_bi_inputs(1, 64, 256, 1)
+    slab_bytes = 2 * 64 * 256 * 4  # (K, dim, N, L) in fp32
+    release_workspace()
+    run_bi(ins, 'torch')
+    kept = workspace_bytes() / slab_bytes
+    release_workspace()
+    assert 5 <= kept < 5.5, kept
+
+
 def test_torch_backend_scratch_is_reused_not_returned():
     """Scratch kept between calls never leaks into results: a later call
     of another shape leaves an earlier output untouched, and values stay

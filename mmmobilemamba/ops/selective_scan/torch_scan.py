@@ -203,49 +203,42 @@ class _Problem:
 
         Args:
             sl (Slab): The slab.
-            for_backward (bool): Keep what the backward pass needs; the
-                forward pass instead scans in dt's buffer.
+            for_backward (bool): Keep dt and the decays for the backward
+                pass; the forward pass instead scans in dt's buffer.
 
         Returns:
-            tuple: u (b, 1, g, d, 1, L); dt and dt * u (b, K, g, d, 1, L);
-            the pre-softplus s (same shape, a temporary the caller may
-            overwrite, or None without softplus); a and h
+            tuple: u (b, 1, g, d, 1, L); dt (b, K, g, d, 1, L); a and h
             (b, K, g, d, N, L). All in the accumulation dtype; without
-            ``for_backward`` only u and h are returned (others None).
+            ``for_backward`` dt and a are None. softplus'(s), which the
+            backward pass needs, is recovered from dt as 1 - exp(-dt), so s
+            is never kept beside dt.
         """
         bs, gs, ds = sl
         acc, scratch = self.acc, self.scratch
         u = self.u[bs, :, gs, ds].to(acc)
         delta = self.delta[bs, :, gs, ds]
-        s = scratch('s', delta.shape)
+        dt = scratch('dt', delta.shape)
         if self.bias is not None:
-            torch.add(delta, self.bias[:, :, gs, ds], out=s)
+            torch.add(delta, self.bias[:, :, gs, ds], out=dt)
         else:
-            s.copy_(delta)
+            dt.copy_(delta)
+        if self.softplus:
+            _softplus(dt, out=dt)
         A = self.A[:, :, gs, ds]
         # (b, K, g, d, 1, L) with A's (1, K, g, d, N, 1): torch's own
         # broadcast_shapes costs ~0.1 ms a call
-        a_shape = s.shape[:4] + A.shape[4:5] + s.shape[5:]
-        a = scratch('a', a_shape)
-        if not self.softplus:
-            dt = s
-        else:
-            dt = _softplus(s, scratch('dt', s.shape) if for_backward else s)
-        torch.mul(dt, A, out=a).exp_()
-        if for_backward:
-            dtu = torch.mul(dt, u, out=scratch('dtu', dt.shape))
-        else:  # dt is scratch the forward pass no longer needs
-            dtu, dt = dt.mul_(u), None
+        a_shape = dt.shape[:4] + A.shape[4:5] + dt.shape[5:]
+        a = torch.mul(dt, A, out=scratch('a', a_shape)).exp_()
         B = self.B[bs, :, gs]
-        if for_backward or dtu.shape != a_shape:
-            x = torch.mul(dtu, B, out=scratch('h', a_shape))
-        else:
-            x = dtu.mul_(B)
+        if for_backward or dt.shape != a_shape:
+            x = torch.mul(dt, B, out=scratch('h', a_shape)).mul_(u)
+        else:  # dt is scratch the forward pass no longer needs
+            x, dt = dt.mul_(u).mul_(B), None
         for k, rev in enumerate(self.reverse):
             linear_scan_(a[:, k], x[:, k], reverse=rev, scratch=scratch)
         if not for_backward:
-            return u, None, None, None, None, x
-        return u, dt, dtu, s if self.softplus else None, a, x
+            return u, None, None, x
+        return u, dt, a, x
 
     def output(self, sl: Slab, h: torch.Tensor, u: torch.Tensor,
                out: torch.Tensor) -> torch.Tensor:
@@ -272,7 +265,7 @@ def _forward(prob: _Problem, return_last_state: bool):
             if return_last_state else None)
     for sl in prob.slabs():
         bs, gs, ds = sl
-        u, _, _, _, _, h = prob.states(sl)
+        u, _, _, h = prob.states(sl)
         yv = prob.output(sl, h, u, y[bs, gs, ds])
         if prob.z is not None:
             yv.mul_(F.silu(prob.z[bs, gs, ds].to(acc)))
@@ -306,7 +299,7 @@ def _backward(prob: _Problem, gy: Optional[torch.Tensor],
 
     for sl in prob.slabs():
         bs, gs, ds = sl
-        u, dt, dtu, s, a, h = prob.states(sl, for_backward=True)
+        u, dt, a, h = prob.states(sl, for_backward=True)
         u4 = u[:, 0, ..., 0, :]
         gyp = (gy[bs, gs, ds].to(acc) if gy is not None else
                torch.zeros_like(u4))
@@ -343,23 +336,28 @@ def _backward(prob: _Problem, gy: Optional[torch.Tensor],
             mu[:, k, ..., nxt].mul_(h[:, k, ..., cur])
             mu[:, k, ..., 0 if not rev else -1] = 0
         # h is no longer needed: its buffer holds lam * dt * u.
-        gB[bs, :, gs] += torch.mul(lam, dtu, out=h).sum(3, keepdim=True)
-        B = prob.B[bs, :, gs]
-        lam_b = lam.mul_(B)
+        gB[bs, :, gs] += torch.mul(lam, dt, out=h).mul_(u).sum(
+            3, keepdim=True)
+        # lam * B and the delta gradient carry a minus sign, which the
+        # softplus derivative -expm1(-dt) cancels without a pass of its own.
+        lam_b = lam.mul_(prob.B[bs, :, gs].neg())
         if n_state > 1:
             lam_b = lam_b.sum(4, keepdim=True)
         for k in range(k_dirs):
-            gu_v.addcmul_(lam_b[:, k, ..., 0, :], dt[:, k, ..., 0, :])
+            gu_v.addcmul_(lam_b[:, k, ..., 0, :], dt[:, k, ..., 0, :],
+                          value=-1)
         gA[:, gs, ds] += torch.mul(mu, dt, out=a).sum((0, 5))
         g_dt = g_delta[bs, :, gs, ds]
         torch.mul(lam_b, u, out=g_dt)
         if n_state > 1:
-            g_dt += torch.mul(mu, prob.A[:, :, gs, ds], out=a).sum(
+            g_dt -= torch.mul(mu, prob.A[:, :, gs, ds], out=a).sum(
                 4, keepdim=True)
         else:
-            g_dt.addcmul_(mu, prob.A[:, :, gs, ds])
-        if s is not None:
-            g_dt.mul_(s.sigmoid_())  # softplus'(s) = sigmoid(s)
+            g_dt.addcmul_(mu, prob.A[:, :, gs, ds], value=-1)
+        if prob.softplus:  # softplus'(s) = sigmoid(s) = -expm1(-dt)
+            g_dt.mul_(dt.neg_().expm1_())
+        else:
+            g_dt.neg_()
         if g_bias is not None:
             g_bias[:, gs, ds] += g_dt.sum((0, 4, 5))
     return gu, g_delta, gA, gB, gC, gD, gz, g_bias
