@@ -73,12 +73,28 @@ def _rows_bucket(x: torch.Tensor) -> int:
     return 1 << (max(rows, 1).bit_length() - 1)
 
 
-def _steps_(a: torch.Tensor, x: torch.Tensor, positions: range,
+def _positions(x: torch.Tensor, size: int) -> Sequence[torch.Tensor]:
+    """Views of every index of x's last dimension (of ``size``).
+
+    ``unbind`` makes them in one call, about 1 us a view cheaper than
+    indexing, which matters on short sequences, where the scan is bound by
+    per-call overhead. Under ``jit.trace``, though, ``unbind`` put ops of
+    the scan's body into the traced graph beside its one ``PythonOp``
+    (``tests/ops/test_complexity.py``), so while tracing the views come
+    from indexing.
+    """
+    if torch.jit.is_tracing():
+        return [x[..., i] for i in range(size)]
+    return x.unbind(-1)
+
+
+def _steps_(a: torch.Tensor, x: torch.Tensor, length: int, positions: range,
             reverse: bool) -> None:
     """Sequential steps at ``positions`` (each reads its predecessor)."""
     step = 1 if reverse else -1
+    av, xv = _positions(a, length), _positions(x, length)
     for t in positions:
-        x[..., t].addcmul_(a[..., t], x[..., t + step])
+        xv[t].addcmul_(av[t], xv[t + step])
 
 
 #: ``scratch(name, shape)`` -> a contiguous tensor of that shape that no
@@ -116,42 +132,41 @@ def linear_scan_(a: torch.Tensor, x: torch.Tensor, reverse: bool = False,
         return x
     chunk, _ = _plan(length, _rows_bucket(x))
     if chunk == 0:
-        _steps_(a, x, range(length - 2, -1, -1) if reverse else
+        _steps_(a, x, length, range(length - 2, -1, -1) if reverse else
                 range(1, length), reverse)
         return x
     n_chunks = length // chunk
     tail = length - n_chunks * chunk
     # The chunked part starts where the scan starts; the tail is scanned last.
     main = slice(tail, length) if reverse else slice(0, length - tail)
-    av = a[..., main].unflatten(-1, (n_chunks, chunk))
-    xv = x[..., main].unflatten(-1, (n_chunks, chunk))
+    av = _positions(a[..., main].unflatten(-1, (n_chunks, chunk)), chunk)
+    xv = _positions(x[..., main].unflatten(-1, (n_chunks, chunk)), chunk)
     order = list(range(chunk - 1, -1, -1)) if reverse else list(range(chunk))
 
     scratch = scratch or _fresh(x)
-    level_shape = xv.shape[:-1]
+    level_shape = xv[0].shape
     # 1. chunk end states from a zero start, and chunk decays.
-    ends = torch.addcmul(xv[..., order[1]], av[..., order[1]],
-                         xv[..., order[0]],
+    ends = torch.addcmul(xv[order[1]], av[order[1]], xv[order[0]],
                          out=scratch(f'scan_ends{_depth}', level_shape))
     for i in order[2:]:  # (out= may alias an input element for element)
-        torch.addcmul(xv[..., i], av[..., i], ends, out=ends)
+        torch.addcmul(xv[i], av[i], ends, out=ends)
     # Elementwise products: a reduction over a tiny last dim is much slower.
-    decays = torch.mul(av[..., 0], av[..., 1],
+    decays = torch.mul(av[0], av[1],
                        out=scratch(f'scan_decays{_depth}', level_shape))
     for i in range(2, chunk):
-        decays.mul_(av[..., i])
+        decays.mul_(av[i])
     # 2. carries between chunks: the same recurrence, one level down.
     linear_scan_(decays, ends, reverse, scratch, _depth + 1)
     # 3. fold each carry into its chunk's first step, then step through.
     first = order[0]
     if reverse:
-        xv[..., :-1, first].addcmul_(av[..., :-1, first], ends[..., 1:])
+        xv[first][..., :-1].addcmul_(av[first][..., :-1], ends[..., 1:])
     else:
-        xv[..., 1:, first].addcmul_(av[..., 1:, first], ends[..., :-1])
+        xv[first][..., 1:].addcmul_(av[first][..., 1:], ends[..., :-1])
     step = 1 if reverse else -1
     for i in order[1:]:
-        xv[..., i].addcmul_(av[..., i], xv[..., i + step])
+        xv[i].addcmul_(av[i], xv[i + step])
     if tail:
-        _steps_(a, x, range(tail - 1, -1, -1) if reverse else
+        _steps_(a, x, length, range(tail - 1, -1, -1) if reverse else
                 range(length - tail, length), reverse)
     return x
