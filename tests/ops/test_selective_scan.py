@@ -271,20 +271,67 @@ def test_torch_backend_slabs_agree_with_reference(monkeypatch, slab, groups):
         assert err < TOL[torch.float32], err
 
 
-def test_torch_backend_backward_keeps_five_slab_buffers():
-    """On a one-slab problem the backward pass keeps dt, the decays, the
-    states and the two adjoints (five (K, N)-sized buffers) plus the scan's
-    per-level buffers: softplus'(s) is recovered from dt, so neither the
-    pre-softplus s nor dt * u gets a buffer of its own."""
+def test_torch_backend_backward_buffers(monkeypatch):
+    """What forward + backward keeps as scratch, in slab-sized buffers.
+
+    A one-slab problem hands dt, the decays and the states from the forward
+    pass to the backward pass, whose scratch is then the two adjoints plus
+    the scan's per-level buffers. Split into slabs, each slab is recomputed
+    in five buffers (dt, decays, states, two adjoints): softplus'(s) comes
+    from dt, so neither s nor dt * u gets a buffer of its own.
+    """
     from mmmobilemamba.ops.selective_scan import (release_workspace,
-                                                  workspace_bytes)
+                                                  torch_scan, workspace_bytes)
     ins = make_bi_inputs(1, 64, 256, 1)
-    slab_bytes = 2 * 64 * 256 * 4  # (K, dim, N, L) in fp32
+    problem = 2 * 64 * 256  # (K, dim, N, L) elements
+    for slab, low, high in ((problem, 2, 2.5), (problem // 4, 5, 5.5)):
+        monkeypatch.setattr(torch_scan, 'SLAB_ELEMENTS', slab)
+        release_workspace()
+        got = run_bi(ins, 'torch')
+        kept = workspace_bytes() / (slab * 4)
+        assert low <= kept < high, (slab, kept)
+        for a, b in zip(got, run_bi(ins, 'ref', torch.float64)):
+            err = ((a.double() - b).abs().max() / b.abs().max()).item()
+            assert err < 1e-4, err
     release_workspace()
-    run_bi(ins, 'torch')
-    kept = workspace_bytes() / slab_bytes
-    release_workspace()
-    assert 5 <= kept < 5.5, kept
+
+
+def test_torch_backend_keeps_states_only_for_a_one_slab_backward(
+        monkeypatch):
+    """The forward pass keeps its states only when a backward pass will
+    use them: grad mode on, an input that needs a gradient, one slab."""
+    from mmmobilemamba.ops.selective_scan import torch_scan
+    calls = []
+    real_forward = torch_scan._forward
+
+    def spy(prob, return_last_state, keep_states):
+        calls.append(keep_states)
+        return real_forward(prob, return_last_state, keep_states)
+
+    monkeypatch.setattr(torch_scan, '_forward', spy)
+    ins = make_bi_inputs(1, 8, 40, 1)
+    xs = [t.clone().requires_grad_() for t in ins]
+    selective_scan_bidirectional(*xs, delta_softplus=True, backend='torch')
+    with torch.no_grad():
+        selective_scan_bidirectional(*xs, delta_softplus=True,
+                                     backend='torch')
+    selective_scan_bidirectional(*ins, delta_softplus=True, backend='torch')
+    monkeypatch.setattr(torch_scan, 'SLAB_ELEMENTS', 2 * 40)  # 8 slabs
+    selective_scan_bidirectional(*xs, delta_softplus=True, backend='torch')
+    assert calls == [True, False, False, False]
+
+
+def test_torch_backend_second_backward_recomputes_kept_states():
+    """The first backward pass overwrites the kept states; a second one
+    (retain_graph=True) recomputes them and gets the same gradients."""
+    xs = {k: v.requires_grad_()
+          for k, v in make_inputs(2, 6, 50, 2, z=True).items()}
+    y, last = selective_scan(*xs.values(), True, True, backend='torch')
+    loss = (y * torch.randn_like(y)).sum() + last.square().sum()
+    first = torch.autograd.grad(loss, list(xs.values()), retain_graph=True)
+    second = torch.autograd.grad(loss, list(xs.values()))
+    for name, a, b in zip(xs, first, second):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
 
 
 def test_torch_backend_scratch_is_reused_not_returned():

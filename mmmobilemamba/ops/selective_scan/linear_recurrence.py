@@ -102,7 +102,9 @@ def _steps_(a: torch.Tensor, x: torch.Tensor, length: int, positions: range,
 Scratch = Callable[[str, Sequence[int]], torch.Tensor]
 
 
-def _fresh(like: torch.Tensor) -> Scratch:
+def fresh_buffers(like: torch.Tensor) -> Scratch:
+    """A ``Scratch`` that allocates new memory (``like``'s dtype, device)
+    for every request."""
     return lambda name, shape: like.new_empty(shape)
 
 
@@ -143,7 +145,7 @@ def linear_scan_(a: torch.Tensor, x: torch.Tensor, reverse: bool = False,
     xv = _positions(x[..., main].unflatten(-1, (n_chunks, chunk)), chunk)
     order = list(range(chunk - 1, -1, -1)) if reverse else list(range(chunk))
 
-    scratch = scratch or _fresh(x)
+    scratch = scratch or fresh_buffers(x)
     level_shape = xv[0].shape
     # 1. chunk end states from a zero start, and chunk decays.
     ends = torch.addcmul(xv[order[1]], av[order[1]], xv[order[0]],

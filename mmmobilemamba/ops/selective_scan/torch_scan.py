@@ -28,7 +28,7 @@ from typing import Dict, Iterator, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
-from .linear_recurrence import linear_scan_
+from .linear_recurrence import Scratch, fresh_buffers, linear_scan_
 
 #: Target number of elements of one (K, N)-sized temporary per slab (4 MiB
 #: in fp32): the handful of temporaries of a slab stay in the last-level
@@ -198,13 +198,28 @@ class _Problem:
         return _slabs(batch, groups, group_dim, k_dirs * n_state * length,
                       _is_recording())
 
-    def states(self, sl: Slab, for_backward: bool = False):
+    def fits_one_slab(self) -> bool:
+        """Whether the whole problem is a single slab."""
+        batch, k_dirs, groups, group_dim, n_state, length = self.shape
+        rows = SLAB_ELEMENTS // max(k_dirs * n_state * length, 1)
+        return rows >= batch * groups * group_dim
+
+    def slab_u(self, sl: Slab) -> torch.Tensor:
+        """u of one slab, (b, 1, g, d, 1, L) in the accumulation dtype."""
+        bs, gs, ds = sl
+        return self.u[bs, :, gs, ds].to(self.acc)
+
+    def states(self, sl: Slab, for_backward: bool = False,
+               buffers: Optional[Scratch] = None):
         """Time steps, decays and states h of one slab.
 
         Args:
             sl (Slab): The slab.
             for_backward (bool): Keep dt and the decays for the backward
                 pass; the forward pass instead scans in dt's buffer.
+            buffers (callable, optional): Where dt, a and h go,
+                ``buffers(name, shape) -> Tensor``. Defaults to the kept
+                scratch.
 
         Returns:
             tuple: u (b, 1, g, d, 1, L); dt (b, K, g, d, 1, L); a and h
@@ -214,10 +229,11 @@ class _Problem:
             is never kept beside dt.
         """
         bs, gs, ds = sl
-        acc, scratch = self.acc, self.scratch
-        u = self.u[bs, :, gs, ds].to(acc)
+        scratch = self.scratch
+        buffers = buffers or scratch
+        u = self.slab_u(sl)
         delta = self.delta[bs, :, gs, ds]
-        dt = scratch('dt', delta.shape)
+        dt = buffers('dt', delta.shape)
         if self.bias is not None:
             torch.add(delta, self.bias[:, :, gs, ds], out=dt)
         else:
@@ -228,10 +244,10 @@ class _Problem:
         # (b, K, g, d, 1, L) with A's (1, K, g, d, N, 1): torch's own
         # broadcast_shapes costs ~0.1 ms a call
         a_shape = dt.shape[:4] + A.shape[4:5] + dt.shape[5:]
-        a = torch.mul(dt, A, out=scratch('a', a_shape)).exp_()
+        a = torch.mul(dt, A, out=buffers('a', a_shape)).exp_()
         B = self.B[bs, :, gs]
         if for_backward or dt.shape != a_shape:
-            x = torch.mul(dt, B, out=scratch('h', a_shape)).mul_(u)
+            x = torch.mul(dt, B, out=buffers('h', a_shape)).mul_(u)
         else:  # dt is scratch the forward pass no longer needs
             x, dt = dt.mul_(u).mul_(B), None
         for k, rev in enumerate(self.reverse):
@@ -256,27 +272,40 @@ class _Problem:
         return out
 
 
-def _forward(prob: _Problem, return_last_state: bool):
+def _forward(prob: _Problem, return_last_state: bool, keep_states: bool):
+    """y and the last state; with ``keep_states`` also (dt, a, h) of the
+    problem's only slab, in fresh memory, for the backward pass."""
     batch, k_dirs, groups, group_dim, n_state, length = prob.shape
     acc = prob.acc
     y = torch.empty(batch, groups, group_dim, length, dtype=acc,
                     device=prob.u.device)
     last = (y.new_empty(batch, groups, group_dim, n_state)
             if return_last_state else None)
+    kept = None
     for sl in prob.slabs():
         bs, gs, ds = sl
-        u, _, _, h = prob.states(sl)
+        if keep_states:
+            u, dt, a, h = prob.states(sl, for_backward=True,
+                                      buffers=fresh_buffers(y))
+            kept = (dt, a, h)
+        else:
+            u, _, _, h = prob.states(sl)
         yv = prob.output(sl, h, u, y[bs, gs, ds])
         if prob.z is not None:
             yv.mul_(F.silu(prob.z[bs, gs, ds].to(acc)))
         if last is not None:
             last[bs, gs, ds] = h[:, 0, ..., -1]
-    return y, last
+    return y, last, kept
 
 
 def _backward(prob: _Problem, gy: Optional[torch.Tensor],
-              g_last: Optional[torch.Tensor]):
-    """Gradients in the internal layout (accumulation dtype)."""
+              g_last: Optional[torch.Tensor],
+              kept: Optional[Tuple[torch.Tensor, ...]] = None):
+    """Gradients in the internal layout (accumulation dtype).
+
+    ``kept`` is (dt, a, h) of a one-slab problem from the forward pass;
+    they are used instead of recomputing them, and overwritten.
+    """
     batch, k_dirs, groups, group_dim, n_state, length = prob.shape
     acc = prob.acc
     dev = prob.u.device
@@ -299,7 +328,10 @@ def _backward(prob: _Problem, gy: Optional[torch.Tensor],
 
     for sl in prob.slabs():
         bs, gs, ds = sl
-        u, dt, a, h = prob.states(sl, for_backward=True)
+        if kept is not None:
+            u, (dt, a, h) = prob.slab_u(sl), kept
+        else:
+            u, dt, a, h = prob.states(sl, for_backward=True)
         u4 = u[:, 0, ..., 0, :]
         gyp = (gy[bs, gs, ds].to(acc) if gy is not None else
                torch.zeros_like(u4))
@@ -379,13 +411,19 @@ class _ScanFnBase(torch.autograd.Function):
 
     @classmethod
     def _run_forward(cls, ctx, u, delta, A, B, C, D, z, delta_bias,
-                     delta_softplus, return_last_state):
+                     delta_softplus, return_last_state, grad_enabled):
         ctx.set_materialize_grads(False)
         ctx.delta_softplus = delta_softplus
         ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias)
         prob = cls._problem(u, delta, A, B, C, D, z, delta_bias,
                             delta_softplus)
-        y, last = _forward(prob, return_last_state)
+        # A problem of one slab would recompute exactly the buffers filled
+        # here, so they are handed to the backward pass instead (at most
+        # three slabs' worth, ~4 MiB each in fp32). Larger problems
+        # recompute slab by slab, which keeps their memory to a slab.
+        keep = (grad_enabled and any(ctx.needs_input_grad)
+                and prob.fits_one_slab() and not _is_recording())
+        y, last, ctx.kept_states = _forward(prob, return_last_state, keep)
         y = y.flatten(1, 2).to(u.dtype)
         if last is None:
             return y
@@ -396,7 +434,10 @@ class _ScanFnBase(torch.autograd.Function):
         u, delta, A, B, C, D, z, delta_bias = ctx.saved_tensors
         prob = cls._problem(u, delta, A, B, C, D, z, delta_bias,
                             ctx.delta_softplus)
-        grads = _backward(prob, gy, g_last)
+        # The backward pass overwrites the kept states: a second backward
+        # (retain_graph=True) recomputes them.
+        kept, ctx.kept_states = ctx.kept_states, None
+        grads = _backward(prob, gy, g_last, kept)
         gu, g_delta, gA, gB, gC, gD, gz, g_bias = grads
         if gD is not None:  # both directions' D get the same gradient
             gD = gD.flatten().repeat(prob.shape[1])
@@ -421,14 +462,14 @@ class SelectiveScanFn(_ScanFnBase):
 
     @staticmethod
     def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_softplus,
-                return_last_state):
+                return_last_state, grad_enabled):
         return SelectiveScanFn._run_forward(ctx, u, delta, A, B, C, D, z,
                                             delta_bias, delta_softplus,
-                                            return_last_state)
+                                            return_last_state, grad_enabled)
 
     @staticmethod
     def backward(ctx, gy, g_last=None):
-        return SelectiveScanFn._run_backward(ctx, gy, g_last) + (None, None)
+        return SelectiveScanFn._run_backward(ctx, gy, g_last) + (None, ) * 3
 
 
 class BidirectionalSelectiveScanFn(_ScanFnBase):
@@ -444,16 +485,17 @@ class BidirectionalSelectiveScanFn(_ScanFnBase):
                         delta_softplus, reverse=(False, True))
 
     @staticmethod
-    def forward(ctx, u, delta, A, B, C, D, delta_bias, delta_softplus):
+    def forward(ctx, u, delta, A, B, C, D, delta_bias, delta_softplus,
+                grad_enabled):
         return BidirectionalSelectiveScanFn._run_forward(
             ctx, u, delta, A, B, C, D, None, delta_bias, delta_softplus,
-            False)
+            False, grad_enabled)
 
     @staticmethod
     def backward(ctx, gy):
         grads = BidirectionalSelectiveScanFn._run_backward(ctx, gy, None)
         gu, g_delta, gA, gB, gC, gD, _, g_bias = grads
-        return gu, g_delta, gA, gB, gC, gD, g_bias, None
+        return gu, g_delta, gA, gB, gC, gD, g_bias, None, None
 
 
 # torch.compile treats the op as opaque (a graph break) instead of tracing
@@ -462,8 +504,10 @@ class BidirectionalSelectiveScanFn(_ScanFnBase):
 def selective_scan_torch(u, delta, A, B, C, D=None, z=None, delta_bias=None,
                          delta_softplus=False, return_last_state=False):
     """The ``'torch'`` backend of :func:`selective_scan`."""
+    # (inside forward, grad mode is always off: it is read here)
     return SelectiveScanFn.apply(u, delta, A, B, C, D, z, delta_bias,
-                                 delta_softplus, return_last_state)
+                                 delta_softplus, return_last_state,
+                                 torch.is_grad_enabled())
 
 
 @torch.compiler.disable
@@ -471,4 +515,5 @@ def selective_scan_bidirectional_torch(u, delta, A, B, C, D=None,
                                        delta_bias=None, delta_softplus=True):
     """The ``'torch'`` backend of :func:`selective_scan_bidirectional`."""
     return BidirectionalSelectiveScanFn.apply(u, delta, A, B, C, D,
-                                              delta_bias, delta_softplus)
+                                              delta_bias, delta_softplus,
+                                              torch.is_grad_enabled())
