@@ -209,6 +209,18 @@ class _Problem:
         bs, gs, ds = sl
         return self.u[bs, :, gs, ds].to(self.acc)
 
+    def pre_softplus(self, sl: Slab, buffers: Optional[Scratch] = None,
+                     out: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """s = delta + delta_bias of one slab, (b, K, g, d, 1, L), into
+        ``out`` or else into the buffer 'dt' of ``buffers``."""
+        bs, gs, ds = sl
+        delta = self.delta[bs, :, gs, ds]
+        if out is None:
+            out = buffers('dt', delta.shape)
+        if self.bias is None:
+            return out.copy_(delta)
+        return torch.add(delta, self.bias[:, :, gs, ds], out=out)
+
     def states(self, sl: Slab, for_backward: bool = False,
                buffers: Optional[Scratch] = None):
         """Time steps, decays and states h of one slab.
@@ -224,20 +236,15 @@ class _Problem:
         Returns:
             tuple: u (b, 1, g, d, 1, L); dt (b, K, g, d, 1, L); a and h
             (b, K, g, d, N, L). All in the accumulation dtype; without
-            ``for_backward`` dt and a are None. softplus'(s), which the
-            backward pass needs, is recovered from dt as 1 - exp(-dt), so s
+            ``for_backward`` dt and a are None. The backward pass recomputes
+            s for softplus'(s) in dt's buffer once it is done with dt, so s
             is never kept beside dt.
         """
         bs, gs, ds = sl
         scratch = self.scratch
         buffers = buffers or scratch
         u = self.slab_u(sl)
-        delta = self.delta[bs, :, gs, ds]
-        dt = buffers('dt', delta.shape)
-        if self.bias is not None:
-            torch.add(delta, self.bias[:, :, gs, ds], out=dt)
-        else:
-            dt.copy_(delta)
+        dt = self.pre_softplus(sl, buffers)
         if self.softplus:
             _softplus(dt, out=dt)
         A = self.A[:, :, gs, ds]
@@ -370,26 +377,21 @@ def _backward(prob: _Problem, gy: Optional[torch.Tensor],
         # h is no longer needed: its buffer holds lam * dt * u.
         gB[bs, :, gs] += torch.mul(lam, dt, out=h).mul_(u).sum(
             3, keepdim=True)
-        # lam * B and the delta gradient carry a minus sign, which the
-        # softplus derivative -expm1(-dt) cancels without a pass of its own.
-        lam_b = lam.mul_(prob.B[bs, :, gs].neg())
+        lam_b = lam.mul_(prob.B[bs, :, gs])
         if n_state > 1:
             lam_b = lam_b.sum(4, keepdim=True)
         for k in range(k_dirs):
-            gu_v.addcmul_(lam_b[:, k, ..., 0, :], dt[:, k, ..., 0, :],
-                          value=-1)
+            gu_v.addcmul_(lam_b[:, k, ..., 0, :], dt[:, k, ..., 0, :])
         gA[:, gs, ds] += torch.mul(mu, dt, out=a).sum((0, 5))
         g_dt = g_delta[bs, :, gs, ds]
         torch.mul(lam_b, u, out=g_dt)
         if n_state > 1:
-            g_dt -= torch.mul(mu, prob.A[:, :, gs, ds], out=a).sum(
+            g_dt += torch.mul(mu, prob.A[:, :, gs, ds], out=a).sum(
                 4, keepdim=True)
         else:
-            g_dt.addcmul_(mu, prob.A[:, :, gs, ds], value=-1)
-        if prob.softplus:  # softplus'(s) = sigmoid(s) = -expm1(-dt)
-            g_dt.mul_(dt.neg_().expm1_())
-        else:
-            g_dt.neg_()
+            g_dt.addcmul_(mu, prob.A[:, :, gs, ds])
+        if prob.softplus:  # softplus'(s) = sigmoid(s), in dt's buffer
+            g_dt.mul_(prob.pre_softplus(sl, out=dt).sigmoid_())
         if g_bias is not None:
             g_bias[:, gs, ds] += g_dt.sum((0, 4, 5))
     return gu, g_delta, gA, gB, gC, gD, gz, g_bias
