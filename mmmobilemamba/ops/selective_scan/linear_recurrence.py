@@ -73,7 +73,8 @@ def _rows_bucket(x: torch.Tensor) -> int:
     return 1 << (max(rows, 1).bit_length() - 1)
 
 
-def _positions(x: torch.Tensor, size: int) -> Sequence[torch.Tensor]:
+def _positions(x: torch.Tensor, size: int,
+               tracing: bool) -> Sequence[torch.Tensor]:
     """Views of every index of x's last dimension (of ``size``).
 
     ``unbind`` makes them in one call, about 1 us a view cheaper than
@@ -83,16 +84,16 @@ def _positions(x: torch.Tensor, size: int) -> Sequence[torch.Tensor]:
     (``tests/ops/test_complexity.py``), so while tracing the views come
     from indexing.
     """
-    if torch.jit.is_tracing():
+    if tracing:
         return [x[..., i] for i in range(size)]
     return x.unbind(-1)
 
 
 def _steps_(a: torch.Tensor, x: torch.Tensor, length: int, positions: range,
-            reverse: bool) -> None:
+            reverse: bool, tracing: bool) -> None:
     """Sequential steps at ``positions`` (each reads its predecessor)."""
     step = 1 if reverse else -1
-    av, xv = _positions(a, length), _positions(x, length)
+    av, xv = _positions(a, length, tracing), _positions(x, length, tracing)
     for t in positions:
         xv[t].addcmul_(av[t], xv[t + step])
 
@@ -110,7 +111,8 @@ def fresh_buffers(like: torch.Tensor) -> Scratch:
 
 def linear_scan_(a: torch.Tensor, x: torch.Tensor, reverse: bool = False,
                  scratch: Optional[Scratch] = None,
-                 _depth: int = 0) -> torch.Tensor:
+                 _depth: int = 0, _tracing: Optional[bool] = None
+                 ) -> torch.Tensor:
     """Solve ``h_t = a_t h_{t-1} + x_t`` in place of ``x`` and return it.
 
     Args:
@@ -132,17 +134,20 @@ def linear_scan_(a: torch.Tensor, x: torch.Tensor, reverse: bool = False,
     length = int(x.shape[-1])
     if length <= 1:
         return x
+    if _tracing is None:
+        _tracing = torch.jit.is_tracing()
     chunk, _ = _plan(length, _rows_bucket(x))
     if chunk == 0:
         _steps_(a, x, length, range(length - 2, -1, -1) if reverse else
-                range(1, length), reverse)
+                range(1, length), reverse, _tracing)
         return x
     n_chunks = length // chunk
     tail = length - n_chunks * chunk
     # The chunked part starts where the scan starts; the tail is scanned last.
     main = slice(tail, length) if reverse else slice(0, length - tail)
-    av = _positions(a[..., main].unflatten(-1, (n_chunks, chunk)), chunk)
-    xv = _positions(x[..., main].unflatten(-1, (n_chunks, chunk)), chunk)
+    chunked = tuple(x.shape[:-1]) + (n_chunks, chunk)
+    av = _positions(a[..., main].view(chunked), chunk, _tracing)
+    xv = _positions(x[..., main].view(chunked), chunk, _tracing)
     order = list(range(chunk - 1, -1, -1)) if reverse else list(range(chunk))
 
     scratch = scratch or fresh_buffers(x)
@@ -158,7 +163,7 @@ def linear_scan_(a: torch.Tensor, x: torch.Tensor, reverse: bool = False,
     for i in range(2, chunk):
         decays.mul_(av[i])
     # 2. carries between chunks: the same recurrence, one level down.
-    linear_scan_(decays, ends, reverse, scratch, _depth + 1)
+    linear_scan_(decays, ends, reverse, scratch, _depth + 1, _tracing)
     # 3. fold each carry into its chunk's first step, then step through.
     first = order[0]
     if reverse:
@@ -170,5 +175,5 @@ def linear_scan_(a: torch.Tensor, x: torch.Tensor, reverse: bool = False,
         xv[i].addcmul_(av[i], xv[i + step])
     if tail:
         _steps_(a, x, length, range(tail - 1, -1, -1) if reverse else
-                range(length - tail, length), reverse)
+                range(length - tail, length), reverse, _tracing)
     return x

@@ -92,18 +92,29 @@ class _Scratch:
     def __init__(self, dtype: torch.dtype, device: torch.device) -> None:
         self.dtype, self.device = dtype, device
         self.buffers: Dict[str, torch.Tensor] = {}
+        # (name, shape) -> the view last handed out: slicing and viewing
+        # again would cost more than the op on a small slab.
+        self.views: Dict[Tuple[str, Tuple[int, ...]], torch.Tensor] = {}
 
     def __call__(self, name: str, shape) -> torch.Tensor:
         shape = tuple(shape)
+        view = self.views.get((name, shape))
+        if view is not None:
+            return view
         numel = math.prod(shape)
         buf = self.buffers.get(name)
         if buf is None or buf.numel() < numel:
             buf = torch.empty(numel, dtype=self.dtype, device=self.device)
-            if numel * buf.element_size() <= KEEP_BYTES:
-                self.buffers[name] = buf
-            else:
+            if numel * buf.element_size() > KEEP_BYTES:
                 self.buffers.pop(name, None)
-        return buf[:numel].view(shape)
+                return buf.view(shape)
+            self.buffers[name] = buf
+            # views of the old, smaller buffer must not be handed out again
+            self.views = {k: v for k, v in self.views.items() if k[0] != name}
+        if len(self.views) >= 256:  # many input sizes: start over
+            self.views = {}
+        view = self.views[(name, shape)] = buf[:numel].view(shape)
+        return view
 
     def nbytes(self) -> int:
         return sum(b.numel() * b.element_size()
@@ -177,19 +188,20 @@ class _Problem:
         self.softplus = delta_softplus
         self.reverse = tuple(reverse)
         self.scratch = _scratch_for(acc, u.device)
-        split = (groups, group_dim)
-        self.u = u.unflatten(1, split)[:, None, :, :, None]
-        self.delta = delta.unflatten(2, split)[:, :, :, :, None]
-        self.A = A.to(acc).unflatten(1, split)[None, ..., None]
+        # (views that split a dimension; Tensor.unflatten's Python wrapper
+        # costs ~3 us a call, which adds up on small problems)
+        self.u = u.view(batch, 1, groups, group_dim, 1, length)
+        self.delta = delta.view(batch, k_dirs, groups, group_dim, 1, length)
+        self.A = A.to(acc).view(1, k_dirs, groups, group_dim, n_state, 1)
         self.B = B.unsqueeze(3)
         self.C = C.unsqueeze(3)
         # Both directions share u, so their skip weights add up.
         self.D = (None if D is None else
                   D.to(acc).sum(0).view(1, groups, group_dim, 1))
-        self.bias = (None if delta_bias is None else
-                     delta_bias.to(acc).unflatten(1, split)[None, ..., None,
-                                                            None])
-        self.z = None if z is None else z.unflatten(1, split)
+        self.bias = (None if delta_bias is None else delta_bias.to(acc).view(
+            1, k_dirs, groups, group_dim, 1, 1))
+        self.z = None if z is None else z.view(batch, groups, group_dim,
+                                                length)
 
     def slabs(self) -> Iterator[Slab]:
         batch, k_dirs, groups, group_dim, n_state, length = self.shape
