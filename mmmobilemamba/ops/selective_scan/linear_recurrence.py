@@ -89,13 +89,17 @@ def _positions(x: torch.Tensor, size: int,
     return x.unbind(-1)
 
 
-def _steps_(a: torch.Tensor, x: torch.Tensor, length: int, positions: range,
-            reverse: bool, tracing: bool) -> None:
-    """Sequential steps at ``positions`` (each reads its predecessor)."""
-    step = 1 if reverse else -1
+def _steps_(a: torch.Tensor, x: torch.Tensor, length: int, reverse: bool,
+            tracing: bool) -> None:
+    """Step through the whole last dimension (of ``length``), whose first
+    element (last when ``reverse``) already holds its state."""
     av, xv = _positions(a, length, tracing), _positions(x, length, tracing)
-    for t in positions:
-        xv[t].addcmul_(av[t], xv[t + step])
+    if reverse:
+        for t in range(length - 2, -1, -1):
+            xv[t].addcmul_(av[t], xv[t + 1])
+    else:
+        for t in range(1, length):
+            xv[t].addcmul_(av[t], xv[t - 1])
 
 
 #: ``scratch(name, shape)`` -> a contiguous tensor of that shape that no
@@ -138,17 +142,17 @@ def linear_scan_(a: torch.Tensor, x: torch.Tensor, reverse: bool = False,
         _tracing = torch.jit.is_tracing()
     chunk, _ = _plan(length, _rows_bucket(x))
     if chunk == 0:
-        _steps_(a, x, length, range(length - 2, -1, -1) if reverse else
-                range(1, length), reverse, _tracing)
+        _steps_(a, x, length, reverse, _tracing)
         return x
     n_chunks = length // chunk
     tail = length - n_chunks * chunk
     # The chunked part starts where the scan starts; the tail is scanned last.
     main = slice(tail, length) if reverse else slice(0, length - tail)
     chunked = tuple(x.shape[:-1]) + (n_chunks, chunk)
-    av = _positions(a[..., main].view(chunked), chunk, _tracing)
-    xv = _positions(x[..., main].view(chunked), chunk, _tracing)
-    order = list(range(chunk - 1, -1, -1)) if reverse else list(range(chunk))
+    a_main, x_main = (a[..., main], x[..., main]) if tail else (a, x)
+    av = _positions(a_main.view(chunked), chunk, _tracing)
+    xv = _positions(x_main.view(chunked), chunk, _tracing)
+    order = range(chunk - 1, -1, -1) if reverse else range(chunk)
 
     scratch = scratch or fresh_buffers(x)
     level_shape = xv[0].shape
@@ -174,6 +178,8 @@ def linear_scan_(a: torch.Tensor, x: torch.Tensor, reverse: bool = False,
     for i in order[1:]:
         xv[i].addcmul_(av[i], xv[i + step])
     if tail:
-        _steps_(a, x, length, range(tail - 1, -1, -1) if reverse else
-                range(length - tail, length), reverse, _tracing)
+        # the tail and the state it starts from
+        window = slice(0, tail + 1) if reverse else slice(length - tail - 1,
+                                                          length)
+        _steps_(a[..., window], x[..., window], tail + 1, reverse, _tracing)
     return x
