@@ -334,6 +334,23 @@ def test_torch_backend_second_backward_recomputes_kept_states():
         torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
 
 
+def test_scratch_hands_out_cached_views_of_kept_buffers_only(monkeypatch):
+    """A scratch view is cached per (name, shape) while its buffer is kept;
+    growing a buffer or exceeding KEEP_BYTES drops the old views, so no
+    memory is held that ``workspace_bytes`` does not report."""
+    from mmmobilemamba.ops.selective_scan import torch_scan
+    scratch = torch_scan._Scratch(torch.float32, torch.device('cpu'))
+    small = scratch('x', (2, 5))
+    assert scratch('x', (2, 5)) is small and scratch.nbytes() == 40
+    grown = scratch('x', (4, 5))  # a larger buffer replaces the old one
+    assert scratch('x', (2, 5)).data_ptr() == grown.data_ptr()
+    assert scratch.nbytes() == 80
+    monkeypatch.setattr(torch_scan, 'KEEP_BYTES', 100)
+    huge = scratch('x', (10, 5))  # 200 bytes: handed out, not kept
+    assert huge.shape == (10, 5)
+    assert scratch.nbytes() == 0 and not scratch.views
+
+
 def test_torch_backend_scratch_is_reused_not_returned():
     """Scratch kept between calls never leaks into results: a later call
     of another shape leaves an earlier output untouched, and values stay

@@ -104,13 +104,13 @@ class _Scratch:
         numel = math.prod(shape)
         buf = self.buffers.get(name)
         if buf is None or buf.numel() < numel:
+            # views of the old, smaller buffer must not be handed out again
+            self.views = {k: v for k, v in self.views.items() if k[0] != name}
             buf = torch.empty(numel, dtype=self.dtype, device=self.device)
             if numel * buf.element_size() > KEEP_BYTES:
                 self.buffers.pop(name, None)
                 return buf.view(shape)
             self.buffers[name] = buf
-            # views of the old, smaller buffer must not be handed out again
-            self.views = {k: v for k, v in self.views.items() if k[0] != name}
         if len(self.views) >= 256:  # many input sizes: start over
             self.views = {}
         view = self.views[(name, shape)] = buf[:numel].view(shape)
