@@ -321,6 +321,24 @@ def test_torch_backend_keeps_states_only_for_a_one_slab_backward(
     assert calls == [True, False, False, False]
 
 
+def test_torch_backend_kept_states_survive_a_slab_size_change(monkeypatch):
+    """States kept for one slab are not applied to several: if the slab
+    size shrinks between forward and backward, the backward recomputes."""
+    from mmmobilemamba.ops.selective_scan import torch_scan
+    ins = make_bi_inputs(2, 6, 30, 1)
+    xs = [t.clone().requires_grad_() for t in ins]
+    y = selective_scan_bidirectional(*xs, delta_softplus=True,
+                                     backend='torch')
+    monkeypatch.setattr(torch_scan, 'SLAB_ELEMENTS', 2 * 30)  # 12 slabs
+    got = torch.autograd.grad(y.sum(), xs)
+    monkeypatch.undo()
+    want = torch.autograd.grad(
+        selective_scan_bidirectional(*xs, delta_softplus=True,
+                                     backend='torch').sum(), xs)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+
+
 def test_torch_backend_second_backward_recomputes_kept_states():
     """The first backward pass overwrites the kept states; a second one
     (retain_graph=True) recomputes them and gets the same gradients."""

@@ -345,7 +345,10 @@ def _backward(prob: _Problem, gy: Optional[torch.Tensor],
     if g_last is not None:
         g_last = g_last.unflatten(1, (groups, group_dim))
 
-    for sl in prob.slabs():
+    slabs = list(prob.slabs())
+    if len(slabs) != 1:  # (the slab size changed since the forward pass)
+        kept = None
+    for sl in slabs:
         bs, gs, ds = sl
         if kept is not None:
             u, (dt, a, h) = prob.slab_u(sl), kept
