@@ -94,12 +94,9 @@ def _steps_(a: torch.Tensor, x: torch.Tensor, length: int, reverse: bool,
     """Step through the whole last dimension (of ``length``), whose first
     element (last when ``reverse``) already holds its state."""
     av, xv = _positions(a, length, tracing), _positions(x, length, tracing)
-    if reverse:
-        for t in range(length - 2, -1, -1):
-            xv[t].addcmul_(av[t], xv[t + 1])
-    else:
-        for t in range(1, length):
-            xv[t].addcmul_(av[t], xv[t - 1])
+    step = 1 if reverse else -1
+    for t in range(length - 2, -1, -1) if reverse else range(1, length):
+        xv[t].addcmul_(av[t], xv[t + step])
 
 
 #: ``scratch(name, shape)`` -> a contiguous tensor of that shape that no

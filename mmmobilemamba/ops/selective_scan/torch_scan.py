@@ -127,10 +127,12 @@ KEEP_BYTES = 16 << 20
 _THREAD_SCRATCH = threading.local()
 
 
-def _scratch_for(dtype: torch.dtype, device: torch.device) -> _Scratch:
+def _scratch_for(dtype: torch.dtype, device: torch.device,
+                 recording: bool) -> _Scratch:
     """This thread's scratch for ``dtype`` on ``device`` (a fresh one while
-    tracing or exporting: a tracer must see every buffer created)."""
-    if _is_recording():
+    ``recording``, i.e. tracing or exporting: a tracer must see every buffer
+    created)."""
+    if recording:
         return _Scratch(dtype, device)
     cache = getattr(_THREAD_SCRATCH, 'cache', None)
     if cache is None:
@@ -187,7 +189,10 @@ class _Problem:
         self.shape = (batch, k_dirs, groups, group_dim, n_state, length)
         self.softplus = delta_softplus
         self.reverse = tuple(reverse)
-        self.scratch = _scratch_for(acc, u.device)
+        # (asked once per call: it is several lookups, and small problems
+        # are bound by per-call overhead)
+        self.recording = _is_recording()
+        self.scratch = _scratch_for(acc, u.device, self.recording)
         # (views that split a dimension; Tensor.unflatten's Python wrapper
         # costs ~3 us a call, which adds up on small problems)
         self.u = u.view(batch, 1, groups, group_dim, 1, length)
@@ -208,13 +213,7 @@ class _Problem:
         # A trace keeps every slab's fresh temporaries alive (tens of GB for
         # a detector at 1280x800), so one slab while recording.
         return _slabs(batch, groups, group_dim, k_dirs * n_state * length,
-                      _is_recording())
-
-    def fits_one_slab(self) -> bool:
-        """Whether the whole problem is a single slab."""
-        batch, k_dirs, groups, group_dim, n_state, length = self.shape
-        rows = SLAB_ELEMENTS // max(k_dirs * n_state * length, 1)
-        return rows >= batch * groups * group_dim
+                      self.recording)
 
     def slab_u(self, sl: Slab) -> torch.Tensor:
         """u of one slab, (b, 1, g, d, 1, L) in the accumulation dtype."""
@@ -292,8 +291,9 @@ class _Problem:
 
 
 def _forward(prob: _Problem, return_last_state: bool, keep_states: bool):
-    """y and the last state; with ``keep_states`` also (dt, a, h) of the
-    problem's only slab, in fresh memory, for the backward pass."""
+    """y and the last state; with ``keep_states``, if the problem is one
+    slab, also its (dt, a, h) in fresh memory for the backward pass (else
+    None)."""
     batch, k_dirs, groups, group_dim, n_state, length = prob.shape
     acc = prob.acc
     y = torch.empty(batch, groups, group_dim, length, dtype=acc,
@@ -301,7 +301,9 @@ def _forward(prob: _Problem, return_last_state: bool, keep_states: bool):
     last = (y.new_empty(batch, groups, group_dim, n_state)
             if return_last_state else None)
     kept = None
-    for sl in prob.slabs():
+    slabs = list(prob.slabs())
+    keep_states = keep_states and len(slabs) == 1
+    for sl in slabs:
         bs, gs, ds = sl
         if keep_states:
             u, dt, a, h = prob.states(sl, for_backward=True,
@@ -435,11 +437,11 @@ class _ScanFnBase(torch.autograd.Function):
         prob = cls._problem(u, delta, A, B, C, D, z, delta_bias,
                             delta_softplus)
         # A problem of one slab would recompute exactly the buffers filled
-        # here, so they are handed to the backward pass instead (at most
-        # three slabs' worth, ~4 MiB each in fp32). Larger problems
+        # here, so _forward hands them to the backward pass instead (at
+        # most three slabs' worth, ~4 MiB each in fp32). Larger problems
         # recompute slab by slab, which keeps their memory to a slab.
         keep = (grad_enabled and any(ctx.needs_input_grad)
-                and prob.fits_one_slab() and not _is_recording())
+                and not prob.recording)
         y, last, ctx.kept_states = _forward(prob, return_last_state, keep)
         y = y.flatten(1, 2).to(u.dtype)
         if last is None:
