@@ -1,5 +1,5 @@
 # DeepLabv3, MobileMamba-B4 backbone, 80k iterations on ADE20K at 512x512
-# (spec §4; the release reports 36.6 mIoU).
+# (the release reports 36.6 mIoU; docs/architecture.md#downstream).
 #
 #   python tools/train.py configs/deeplabv3_mobilemamba_b4-80k_ade20k-512x512.py
 #   python tools/test.py configs/deeplabv3_mobilemamba_b4-80k_ade20k-512x512.py CKPT
@@ -34,5 +34,5 @@ model = dict(
         num_classes=150,
         norm_cfg=norm_cfg))
 
-# spec §4: gradient clipping 0.1
+# the release's gradient clipping, 0.1
 optim_wrapper = dict(clip_grad=dict(max_norm=0.1, norm_type=2))

@@ -1,12 +1,12 @@
 # Semantic FPN, MobileMamba-B4 backbone, 160k iterations on ADE20K at 512x512
-# (spec §4; the release reports 42.5 mIoU).
+# (the release reports 42.5 mIoU; docs/architecture.md#downstream).
 #
 #   python tools/train.py configs/fpn_mobilemamba_b4-160k_ade20k-512x512.py
 #   python tools/test.py configs/fpn_mobilemamba_b4-160k_ade20k-512x512.py CKPT
 #
 # FPN neck on the three backbone maps (strides 16/32/64, channels
 # 200/376/448) -> 3 x 256 channels; FPN head (128 channels) merges them at
-# stride 16. The decode head trains with 10x the backbone's lr (spec §4).
+# stride 16. The decode head trains with 10x the backbone's lr (release).
 # Params / FLOPs: docs/segmentation.md.
 _base_ = [
     'mmseg::_base_/models/fpn_r50.py',

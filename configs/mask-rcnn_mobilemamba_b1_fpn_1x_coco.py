@@ -1,5 +1,5 @@
-# Mask R-CNN, MobileMamba-B1 backbone, 1x schedule on COCO (spec §4; the
-# release reports 40.6 box AP / 37.4 mask AP).
+# Mask R-CNN, MobileMamba-B1 backbone, 1x schedule on COCO (the release
+# reports 40.6 box AP / 37.4 mask AP; docs/architecture.md#downstream).
 #
 #   python tools/train.py configs/mask-rcnn_mobilemamba_b1_fpn_1x_coco.py
 #   python tools/test.py configs/mask-rcnn_mobilemamba_b1_fpn_1x_coco.py CKPT

@@ -1,5 +1,5 @@
 # PSPNet, MobileMamba-B4 backbone, 80k iterations on ADE20K at 512x512
-# (spec §4; the release reports 36.9 mIoU).
+# (the release reports 36.9 mIoU; docs/architecture.md#downstream).
 #
 #   python tools/train.py configs/pspnet_mobilemamba_b4-80k_ade20k-512x512.py
 #   python tools/test.py configs/pspnet_mobilemamba_b4-80k_ade20k-512x512.py CKPT

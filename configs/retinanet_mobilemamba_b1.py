@@ -1,5 +1,5 @@
-# RetinaNet, MobileMamba-B1 backbone, 1x schedule on COCO (spec §4; the
-# release reports 39.6 box AP).
+# RetinaNet, MobileMamba-B1 backbone, 1x schedule on COCO (the release
+# reports 39.6 box AP; setup: docs/architecture.md#downstream).
 #
 #   python tools/train.py configs/retinanet_mobilemamba_b1.py
 #   python tools/test.py configs/retinanet_mobilemamba_b1.py CHECKPOINT

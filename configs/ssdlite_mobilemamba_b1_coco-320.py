@@ -1,5 +1,5 @@
-# SSDLite, MobileMamba-B1 backbone, 320x320 input, COCO (spec §4; the release
-# reports 24.0 box AP).
+# SSDLite, MobileMamba-B1 backbone, 320x320 input, COCO (the release reports
+# 24.0 box AP; docs/architecture.md#downstream).
 #
 #   python tools/train.py configs/ssdlite_mobilemamba_b1_coco-320.py
 #   python tools/test.py configs/ssdlite_mobilemamba_b1_coco-320.py CKPT
@@ -27,8 +27,8 @@ model = dict(
         out_channels=(200, 376, 512, 256, 256, 128)),
     bbox_head=dict(in_channels=(200, 376, 512, 256, 256, 128)))
 
-# AdamW at 2.4e-3 for batch 192 (spec §4). Weight decay and its exemption for
-# norm layers are not stated there: we use the FPN detectors' 0.05 / none.
+# AdamW at 2.4e-3 for batch 192 (the release's). Weight decay and its exemption
+# for norm layers are not stated there: we use the FPN detectors' 0.05 / none.
 optim_wrapper = dict(
     optimizer=dict(
         _delete_=True, type='AdamW', lr=2.4e-3, betas=(0.9, 0.999),

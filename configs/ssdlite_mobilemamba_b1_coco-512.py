@@ -1,5 +1,5 @@
-# SSDLite, MobileMamba-B1 backbone, 512x512 input, COCO (spec §4; the release
-# reports 29.5 box AP).
+# SSDLite, MobileMamba-B1 backbone, 512x512 input, COCO (the release reports
+# 29.5 box AP; docs/architecture.md#downstream).
 #
 #   python tools/train.py configs/ssdlite_mobilemamba_b1_coco-512.py
 #

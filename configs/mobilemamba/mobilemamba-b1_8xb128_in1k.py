@@ -1,5 +1,6 @@
 # MobileMamba-B1 on ImageNet-1K: 300 epochs, 256 px, 8 GPUs x 128 images
-# (spec §3; release top-1 79.9). The same file runs on one process or many:
+# (release top-1 79.9; recipe: docs/architecture.md#training).
+# The same file runs on one process or many:
 #     python tools/train.py configs/mobilemamba/mobilemamba-b1_8xb128_in1k.py
 #     bash tools/dist_train.sh configs/mobilemamba/mobilemamba-b1_8xb128_in1k.py 8
 # (the lr follows the real total batch through auto_scale_lr).

@@ -1,4 +1,4 @@
-# MobileMamba-B1, the "†" strategy (spec §3; release top-1 82.2): 1000
+# MobileMamba-B1, the "†" strategy (release top-1 82.2): 1000
 # epochs with knowledge distillation from a frozen teacher, otherwise the
 # recipe of mobilemamba-b1_8xb128_in1k.py.
 #

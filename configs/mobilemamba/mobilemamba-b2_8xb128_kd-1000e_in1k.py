@@ -1,4 +1,4 @@
-# MobileMamba-B2, the "†" strategy (spec §3; release top-1 83.3): 1000
+# MobileMamba-B2, the "†" strategy (release top-1 83.3): 1000
 # epochs with knowledge distillation from a frozen teacher, otherwise the
 # recipe of mobilemamba-b2_8xb128_in1k.py.
 #

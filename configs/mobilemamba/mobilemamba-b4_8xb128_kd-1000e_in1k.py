@@ -1,4 +1,4 @@
-# MobileMamba-B4, the "†" strategy (spec §3; release top-1 83.6): 1000
+# MobileMamba-B4, the "†" strategy (release top-1 83.6): 1000
 # epochs with knowledge distillation from a frozen teacher, otherwise the
 # recipe of mobilemamba-b4_8xb128_in1k.py.
 #

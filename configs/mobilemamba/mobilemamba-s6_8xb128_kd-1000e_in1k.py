@@ -1,4 +1,4 @@
-# MobileMamba-S6, the "†" strategy (spec §3; release top-1 80.7): 1000
+# MobileMamba-S6, the "†" strategy (release top-1 80.7): 1000
 # epochs with knowledge distillation from a frozen teacher, otherwise the
 # recipe of mobilemamba-s6_8xb128_in1k.py.
 #

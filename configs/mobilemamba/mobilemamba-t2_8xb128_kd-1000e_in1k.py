@@ -1,4 +1,4 @@
-# MobileMamba-T2, the "†" strategy (spec §3; release top-1 76.9): 1000
+# MobileMamba-T2, the "†" strategy (release top-1 76.9): 1000
 # epochs with knowledge distillation from a frozen teacher, otherwise the
 # recipe of mobilemamba-t2_8xb128_in1k.py.
 #

@@ -1,4 +1,4 @@
-# MobileMamba-T4, the "†" strategy (spec §3; release top-1 78.9): 1000
+# MobileMamba-T4, the "†" strategy (release top-1 78.9): 1000
 # epochs with knowledge distillation from a frozen teacher, otherwise the
 # recipe of mobilemamba-t4_8xb128_in1k.py.
 #

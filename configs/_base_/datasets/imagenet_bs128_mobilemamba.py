@@ -1,6 +1,6 @@
 # ImageNet-1K in mmpretrain's folder format (data/imagenet/{train,val}/ and
 # meta/{train,val}.txt), 128 images per process, MobileMamba's recipe
-# (spec §3). A small dataset in the same format:
+# (docs/architecture.md#training). A small dataset in the same format:
 #     python tools/dataset_converters/make_imagenet_folder.py ROOT
 # then --cfg-options {train,val,test}_dataloader.dataset.data_root=ROOT.
 #

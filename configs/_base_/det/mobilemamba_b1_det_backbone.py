@@ -12,7 +12,7 @@ custom_imports = dict(imports=['mmmobilemamba'], allow_failed_imports=False)
 
 mobilemamba_b1_pretrained = 'checkpoints/mobilemamba_b1_in1k.pth'
 # Feature maps of out_indices (1, 2, 3): strides 16 / 32 / 64 with
-# (200, 376, 448) channels (spec §1).
+# (200, 376, 448) channels (docs/architecture.md#overview).
 mobilemamba_b1_backbone = dict(
     type='MobileMamba',
     arch='B1',

@@ -1,4 +1,5 @@
-# The release's 1x COCO schedule for the MobileMamba FPN detectors (spec §4):
+# The release's 1x COCO schedule of the MobileMamba FPN detectors
+# (docs/architecture.md#downstream):
 # 12 epochs, AdamW lr 2e-4, weight decay 0.05 (none on norm layers), gradient
 # clipping at 0.1, linear warm-up over 500 iterations, then constant until
 # epoch 6 and cosine decay to 0 over epochs 6-12. Batch 16 = 8 GPUs x 2.

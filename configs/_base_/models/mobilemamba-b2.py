@@ -1,4 +1,5 @@
-# MobileMamba-B2 image classifier (spec §1): trained and tested at 384 px,
+# MobileMamba-B2 image classifier (docs/architecture.md#variants):
+# trained and tested at 384 px,
 # 17.1 M parameters, 2427 M FLOPs (release; multiply-accumulates by
 # mmengine's FlopAnalyzer on the unfused model, scan counted as
 # 9*B*L*D*N + B*D*L), ImageNet-1K top-1 81.6 / 83.3 (300 ep / 1000 ep + KD).
@@ -17,7 +18,7 @@ model = dict(
         arch='B2',
         out_indices=(3, ),
         drop_path_rate=0.03,
-        # None keeps the zero-initialised branches (spec §1.1).
+        # None keeps the zero-init branches (docs/architecture.md#bricks).
         init_cfg=None),
     neck=dict(type='GlobalAveragePooling'),
     head=dict(
@@ -27,7 +28,7 @@ model = dict(
         loss=dict(
             type='LabelSmoothLoss', label_smooth_val=0.1, mode='original'),
         topk=(1, 5)),
-    # Mixup 0.8 / CutMix 1.0, one of the two per batch (spec §3).
+    # Mixup 0.8 / CutMix 1.0, one of the two per batch (release recipe).
     train_cfg=dict(augments=[
         dict(type='Mixup', alpha=0.8),
         dict(type='CutMix', alpha=1.0),

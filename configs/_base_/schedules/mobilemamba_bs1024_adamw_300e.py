@@ -1,4 +1,5 @@
-# MobileMamba's ImageNet schedule (spec §3): 300 epochs, AdamW 3e-3 for a
+# MobileMamba's ImageNet schedule (docs/architecture.md#training):
+# 300 epochs, AdamW 3e-3 for a
 # total batch of 1024 (8 x 128), weight decay 0.05 except on 1-D parameters
 # and biases, 20 linear warm-up epochs then cosine, both per iteration; AMP,
 # gradient clipping at 5, EMA 0.9998 per iteration.
@@ -45,8 +46,8 @@ test_cfg = dict()
 auto_scale_lr = dict(base_batch_size=1024, enable=True)
 
 # EMA of the weights and BN statistics, updated every iteration; validation
-# and saved checkpoints use the EMA weights (spec §3: reported accuracy is
-# the EMA's). momentum = 1 - 0.9998.
+# and saved checkpoints use the EMA weights (the release reports the
+# EMA's accuracy). momentum = 1 - 0.9998.
 custom_hooks = [
     dict(
         type='EMAHook',

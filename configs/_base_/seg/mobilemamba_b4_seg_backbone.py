@@ -1,5 +1,5 @@
 # MobileMamba-B4 as a segmentation backbone, shared by the ADE20K configs in
-# configs/ (Semantic FPN, DeepLabv3, PSPNet; spec §4).
+# configs/ (Semantic FPN, DeepLabv3, PSPNet; docs/architecture.md#downstream).
 #
 # ImageNet-pretrained weights come from a local file through init_cfg (never a
 # download): a classification checkpoint of this project (keys
@@ -13,8 +13,8 @@ custom_imports = dict(imports=['mmmobilemamba'], allow_failed_imports=False)
 
 mobilemamba_b4_pretrained = 'checkpoints/mobilemamba_b4_in1k.pth'
 # out_indices (1, 2, 3): outputs of stages 1, 2, 3 at strides 16 / 32 / 64
-# with (200, 376, 448) channels (spec §1). In the heads' in_index these are
-# 0, 1, 2.
+# with (200, 376, 448) channels (docs/architecture.md#overview). In the
+# heads' in_index these are 0, 1, 2.
 mobilemamba_b4_backbone = dict(
     type='MobileMamba',
     arch='B4',

@@ -1,4 +1,4 @@
-# 160k-iteration version of schedule_80k_adamw.py (Semantic FPN, spec §4).
+# 160k-iteration version of schedule_80k_adamw.py (Semantic FPN).
 _base_ = ['./schedule_80k_adamw.py']
 
 param_scheduler = [

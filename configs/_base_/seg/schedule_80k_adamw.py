@@ -1,7 +1,7 @@
-# 80k-iteration AdamW schedule of the MobileMamba ADE20K configs (spec §4:
+# 80k-iteration AdamW schedule of the MobileMamba ADE20K configs (release:
 # AdamW, lr 1.2e-4, batch 32 = 8 GPUs x 4 images). Weight decay 0.01 and a
-# linear (power 1) poly decay to 0 are this project's choices: the spec does
-# not state them.
+# linear (power 1) poly decay to 0 are this project's choices: the release's
+# description does not state them (docs/architecture.md#downstream).
 optim_wrapper = dict(
     type='OptimWrapper',
     optimizer=dict(
