@@ -1,4 +1,4 @@
-"""Convert the authors' released MobileMamba checkpoints (spec §2) to this
+"""Convert release checkpoints (docs/architecture.md#checkpoint-layout) to this
 project's classifier layout (``backbone.*`` + ``head.*``).
 
 The conversion is all-or-nothing: every source key must be consumed and every
@@ -263,7 +263,7 @@ def convert_release_state_dict(state: StateDict,
     """Convert a release-layout state_dict to our classifier layout.
 
     Args:
-        state (dict): The release's weights (spec §2 key names).
+        state (dict): The release's weights, in its key names.
         arch (dict, optional): ``embed_dims``/``depths`` (and any other
             arch field); None infers them from the tensors. Defaults to None.
 

@@ -1,4 +1,4 @@
-"""The MobileMamba block (spec §1.4).
+"""The MobileMamba block (docs/architecture.md#block).
 
     y = x + DW(x)          (zero-initialised BN)
     y = y + FFN(y)

@@ -1,4 +1,4 @@
-"""Building bricks of MobileMamba (spec §1.1 and §1.3).
+"""Building bricks of MobileMamba (docs/architecture.md#bricks).
 
 * :class:`ConvBN` - bias-free Conv2d + BatchNorm2d (fusable into one conv);
 * :class:`FFN` - 1x1 expand, ReLU, 1x1 project (zero-initialised output);
@@ -22,7 +22,7 @@ from .fusion import fold_bn_into_conv
 class ConvBN(nn.Module):
     """Conv2d without bias followed by BatchNorm2d.
 
-    In deploy mode the pair is a single Conv2d with bias (spec §1.9); the
+    Fused (docs/architecture.md#deploy), the pair is one Conv2d with bias; the
     state_dict then holds ``conv.weight`` and ``conv.bias`` instead of
     ``conv.weight`` and ``bn.*``.
 
@@ -82,7 +82,7 @@ class ConvBN(nn.Module):
 
 
 class DWConv(ConvBN):
-    """Depthwise 3x3 Conv-BN (spec §1.1, "DW").
+    """Depthwise 3x3 Conv-BN ("DW" in docs/architecture.md#bricks).
 
     Args:
         channels (int): Channels.
@@ -182,7 +182,7 @@ class SqueezeExcite(nn.Module):
 
 
 class PatchMerging(nn.Module):
-    """Stride-2 downsampling (spec §1.3), hidden width 4C.
+    """Stride-2 downsampling (docs/architecture.md#stages), hidden width 4C.
 
     Conv-BN 1x1 C->4C, ReLU, depthwise 3x3 stride-2 Conv-BN, ReLU,
     squeeze-excite (4C->C->4C), Conv-BN 1x1 4C->C'. An odd side n becomes

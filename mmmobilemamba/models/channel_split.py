@@ -1,4 +1,4 @@
-"""How MRFFI splits its channels: global, local, identity (spec §1.5).
+"""How MRFFI splits its channels (docs/architecture.md#channel-split).
 
 The global group (WTE-Mamba) is sized to a multiple of 16 (the scan kernels'
 friendly width), the local group (MK-DeConv) takes a fraction of the rest,

@@ -1,4 +1,4 @@
-"""Normalization-layer fusion (deploy mode), spec §1.9.
+"""Normalization-layer fusion (deploy mode), docs/architecture.md#deploy.
 
 Convention (the one mmpretrain's RepVGG and MobileOne follow): a module that
 can be simplified for inference takes ``deploy: bool`` in its constructor

@@ -1,4 +1,4 @@
-"""MK-DeConv: the local branch of MRFFI (spec §1.5).
+"""MK-DeConv: the local branch of MRFFI (docs/architecture.md#mk-deconv).
 
 Depthwise k x k Conv-BN, ReLU, then a per-channel (depthwise 1x1) Conv-BN.
 

@@ -1,4 +1,4 @@
-"""MRFFI: multi-receptive-field feature interaction (spec §1.5).
+"""Multi-receptive-field feature interaction (docs/architecture.md#mrffi).
 
 The token mixer of the MobileMamba block. Channels are split three ways
 (:func:`~mmmobilemamba.models.channel_split.split_channels`):

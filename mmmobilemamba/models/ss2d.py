@@ -1,4 +1,4 @@
-"""SS2D: the two-direction 2-D selective scan of MobileMamba (spec §1.7).
+"""SS2D: the two-direction 2-D selective scan (docs/architecture.md#ss2d).
 
 The feature map is flattened row-major into a sequence of length L = H*W
 and scanned by a selective state-space model forwards (direction 0) and
@@ -86,7 +86,7 @@ class SS2D(nn.Module):
 
     @torch.no_grad()
     def reset_ssm_parameters(self) -> None:
-        """Spec §1.7 initialisation of the scan parameters."""
+        """Initialise the scan parameters (docs/architecture.md#ss2d)."""
         bound = 1. / math.sqrt(self.d_inner)  # what nn.Linear would give
         nn.init.uniform_(self.x_proj_weight, -bound, bound)
         nn.init.uniform_(self.dt_proj_weight, 0., 0.1)

@@ -1,5 +1,5 @@
 """A MobileMamba stage and the downsampling that opens stages 2 and 3
-(spec §1.3).
+(docs/architecture.md#stages).
 
 Downsampling from C to C' (no stochastic depth here)::
 

@@ -1,4 +1,4 @@
-"""The stem: four stride-2 3x3 Conv-BNs, total stride 16 (spec §1.2).
+"""The stem: four stride-2 3x3 Conv-BNs, stride 16 (docs/architecture.md#stem).
 
 Channels 3 -> C0/8 -> C0/4 -> C0/2 -> C0 (integer division), ReLU between the
 convolutions and none after the last.

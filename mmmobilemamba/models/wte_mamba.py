@@ -1,4 +1,4 @@
-"""WTE-Mamba: wavelet-transform-enhanced Mamba (spec §1.6).
+"""WTE-Mamba: wavelet-enhanced Mamba (docs/architecture.md#wte-mamba).
 
 The global branch of MRFFI. It adds to the SS2D output (long-range,
 full resolution) a high-frequency-aware term computed in the Haar wavelet
@@ -53,7 +53,7 @@ class WTEMamba(nn.Module):
             torch.full((1, channels, 1, 1), float(base_scale_init)))
         self.wavelet = HaarWavelet2d(channels)
         # padding='same' as the release: also what the FLOP convention of
-        # spec §1 relies on (mmengine's counter leaves this conv uncounted).
+        # docs/architecture.md#flops uses (mmengine leaves this conv out).
         self.wavelet_conv = nn.Conv2d(4 * channels, 4 * channels, kernel_size,
                                       padding='same', groups=4 * channels,
                                       bias=False)

@@ -1,4 +1,4 @@
-"""The detection configs: spec §4 settings, no downloads, and every model
+"""The detection configs: the release's settings, no downloads, every model
 builds, computes losses and predicts on a small input."""
 import os.path as osp
 
@@ -154,7 +154,7 @@ def test_model_builds_trains_and_predicts(name):
 
 
 def test_param_counts_match_the_release():
-    """Whole-model parameters vs spec §4 (release: 27.1 M, 38.0 M, 18.0 M)."""
+    """Whole-model parameters vs the release's (27.1 M, 38.0 M, 18.0 M)."""
     for name, release in (('retinanet', 27.1), ('mask-rcnn', 38.0),
                           ('ssdlite-320', 18.0)):
         model = _build(_cfg(name))

@@ -1,5 +1,5 @@
-"""Writes a state_dict in the authors' release layout (spec §2), written
-from the spec's key list independently of the converter, for its tests."""
+"""Writes a state_dict in the authors' release layout, from the key list of
+docs/architecture.md#checkpoint-layout, independently of the converter."""
 import math
 from typing import Dict, Sequence
 
@@ -7,7 +7,7 @@ import torch
 
 from mmmobilemamba.models import split_channels
 
-# spec §1.6: the four 2x2 Haar filters (LL, b1, b2, b3), entries +-0.5
+# the four 2x2 Haar filters (LL, b1, b2, b3), entries +-0.5 (WTE-Mamba)
 HAAR = 0.5 * torch.tensor([[[1., 1.], [1., 1.]], [[1., 1.], [-1., -1.]],
                            [[1., -1.], [1., -1.]], [[1., -1.], [-1., 1.]]])
 

@@ -1,5 +1,5 @@
 """Release-checkpoint conversion: all-or-nothing, on checkpoints written in
-the release's layout (spec §2)."""
+the release's layout (docs/architecture.md#checkpoint-layout)."""
 import importlib.util
 import os.path as osp
 

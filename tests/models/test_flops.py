@@ -1,4 +1,4 @@
-"""FLOPs of the classifiers under the spec's convention (§1): mmengine's
+"""FLOPs of the classifiers under docs/architecture.md#flops: mmengine's
 FlopAnalyzer (multiply-accumulates) on the unfused model, batch 1, the scan
 counted as 9*B*L*D*N + B*D*L by :mod:`mmmobilemamba.ops.complexity`, the
 ``padding='same'`` wavelet-domain conv left uncounted."""
@@ -11,7 +11,7 @@ from .utils import build_classifier
 pytest.importorskip('mmpretrain')
 analysis = pytest.importorskip('mmengine.analysis')
 
-# variant -> (test size, release FLOPs in M), spec §1. B2 (384 px) and B4
+# variant -> (test size, release FLOPs in M). B2 (384 px) and B4
 # (512 px) are B1's network at larger inputs; tracing them takes minutes on
 # two cores, so the four distinct networks are checked here.
 SPEC = {

@@ -1,5 +1,5 @@
-"""Parity with the authors' code: a T2 state_dict in the release layout and
-the release's logits and stage features for two inputs (spec §6), produced
+"""Parity with the authors' code (docs/architecture.md#release-parity): a
+T2 state_dict in the release layout and its logits and features, produced
 on CPU at batch 1 (fp32). CI has ``../shared/`` beside the clone; a user's
 clone does not, and the tests skip saying so."""
 import os.path as osp

@@ -33,7 +33,7 @@ def test_initialisation():
 
 
 def _naive_scan(m: SS2D, x: torch.Tensor) -> torch.Tensor:
-    """Spec §1.7 steps 3-6 written directly: direction 1 is computed on the
+    """docs/architecture.md#ss2d steps 3-6: direction 1 is computed on the
     reversed sequence and reversed back, each with the plain selective scan."""
     b, d, h, w = x.shape
     seq = x.flatten(2)

@@ -1,6 +1,6 @@
 """The three ADE20K configs: they build, wire the heads to the right backbone
 maps, run whole-image inference on any input size, convert SyncBN for one
-process and have the spec's parameter counts."""
+process and have the release's parameter counts."""
 import functools
 import os.path as osp
 import warnings
@@ -15,11 +15,11 @@ CONFIGS = {
     'pspnet': 'pspnet_mobilemamba_b4-80k_ade20k-512x512.py',
     'fpn': 'fpn_mobilemamba_b4-160k_ade20k-512x512.py',
 }
-# spec §4: params of backbone + decode head (+ neck), auxiliary head left
+# Release params of backbone + decode head (+ neck), auxiliary head left
 # out as mmseg's get_flops does; (value in M, tolerance in M). DeepLabv3's
-# 22.99 M is the spec's exact count for this setup; the others are given
+# 22.99 M is this setup's exact count (release table 23.4 M); others given
 # to 0.1 M. The release counts its two frozen Haar filter tensors per
-# WTE-Mamba module as parameters (spec §1); ours are buffers, added back here.
+# WTE-Mamba module as parameters; ours are buffers, added back here.
 # B4: 2 x 2 filters of 4*Cg*2*2 entries over blocks with Cg 160 (x2),
 # 256 (x3), 272 (x2).
 HAAR_ENTRIES = 2 * 16 * (2 * 160 + 3 * 256 + 2 * 272)

@@ -1,4 +1,4 @@
-"""MobileMamba backbone (spec §1): stem -> three stages, NCHW features.
+"""MobileMamba backbone (docs/architecture.md#overview), NCHW features.
 
 Registered in the MODELS registries of mmpretrain, mmdet and mmseg by
 :mod:`mmmobilemamba.registry`; this file needs only torch and mmengine.
@@ -16,7 +16,7 @@ from mmengine.runner.checkpoint import CheckpointLoader
 from ..stage import MobileMambaStage
 from ..stem import Stem
 
-#: Width and depth of each released variant (spec §1, "Variants").
+#: Width and depth of each released variant (docs/architecture.md#variants).
 #: B1, B2 and B4 are one network trained at 256, 384 and 512 px.
 arch_settings: Dict[str, dict] = {
     't2': dict(embed_dims=(144, 272, 368), depths=(1, 2, 2),
@@ -144,7 +144,7 @@ class MobileMamba(BaseModule):
             Defaults to None.
         init_cfg (dict | list[dict], optional): Initialisation config, e.g.
             ``dict(type='Pretrained', checkpoint=PATH, prefix='backbone.')``.
-            None keeps the spec's initialisation (zero-initialised branches
+            None keeps the release's initialisation (zero-initialised branches
             included; an OpenMMLab default init that sets every BN weight to
             1 would break it). Defaults to None.
 

@@ -1,4 +1,4 @@
-"""Knowledge distillation for image classifiers (spec §3, the "†" strategy).
+"""Knowledge distillation, the "†" strategy (docs/architecture.md#training).
 
 :class:`KDImageClassifier` is mmpretrain's ``ImageClassifier`` (the
 student: backbone, neck, head, data preprocessor, batch augments) plus a

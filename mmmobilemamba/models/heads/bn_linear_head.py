@@ -1,4 +1,4 @@
-"""BatchNorm1d + Linear classification head (spec §1.8), fusable.
+"""BatchNorm1d + Linear head, fusable (docs/architecture.md#head).
 
 Unlike mmpretrain 1.2.0's LeViTClsHead (which raises with ``deploy=True``),
 this head builds its fused form directly, so a checkpoint written by

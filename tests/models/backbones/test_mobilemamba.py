@@ -10,7 +10,7 @@ from mmmobilemamba.models import MobileMamba
 from ..utils import randomize_norms, rel_err
 
 VARIANTS = ['T2', 'T4', 'S6', 'B1', 'B2', 'B4']
-# spec §1: embed dims per variant
+# embed dims per variant (docs/architecture.md#variants)
 DIMS = {
     'T2': (144, 272, 368),
     'T4': (176, 368, 448),
@@ -33,7 +33,7 @@ def test_every_variant_at_every_resolution(arch):
     c0, c1, c2 = DIMS[arch]
     assert [len(s.blocks) for s in model.stages] == list(DEPTHS[arch])
     assert model.out_channels == (c0, c0, c1, c2)
-    # the training sizes (spec §1) plus odd and non-square ones
+    # the variants' training sizes plus odd and non-square ones
     for h, w in [(192, 192), (224, 224), (256, 256), (177, 203), (33, 65)]:
         with torch.no_grad():
             outs = model(torch.rand(1, 3, h, w))
@@ -268,7 +268,7 @@ def test_constructor_loads_nothing_and_init_cfg_none_keeps_init():
 
 @pytest.mark.parametrize('arch', VARIANTS)
 def test_parameter_counts_match_the_spec(arch):
-    """Spec §1: the release counts (8.8 / 14.2 / 15.0 / 17.1 M) include the
+    """The release counts (8.8 / 14.2 / 15.0 / 17.1 M) include the
     two frozen Haar filter tensors of each WTE-Mamba and the BN1d + Linear
     head (1000 classes); after BN fusion they are 8.809 / 14.141 / 15.000 /
     17.079 M. Our filters are buffers, not parameters, so they are added
@@ -279,7 +279,7 @@ def test_parameter_counts_match_the_spec(arch):
                   'B2': 17.079, 'B4': 17.079}[arch] * 1e6
     model = MobileMamba(arch)
     c2 = model.embed_dims[-1]
-    head = 2 * c2 + c2 * 1000 + 1000  # BatchNorm1d + Linear (spec §1.8)
+    head = 2 * c2 + c2 * 1000 + 1000  # BatchNorm1d + Linear head
     haar = sum(b.numel() for n, b in model.named_buffers()
                if n.endswith(('wavelet.dec', 'wavelet.rec')))
     params = sum(p.numel() for p in model.parameters()) + head
