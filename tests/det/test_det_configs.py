@@ -52,7 +52,7 @@ def test_config_reads_coco_and_needs_no_download(name):
     assert cfg.default_hooks.visualization.type == 'DetVisualizationHook'
 
 
-def test_fpn_detectors_follow_spec_section_4():
+def test_fpn_detectors_follow_the_release():
     for name, deconvs, extra in (('retinanet', 1, 'on_input'),
                                  ('mask-rcnn', 2, False)):
         cfg = _cfg(name)
@@ -79,7 +79,7 @@ def test_fpn_detectors_follow_spec_section_4():
         assert cfg.auto_scale_lr.base_batch_size == 16
 
 
-def test_ssdlite_follows_spec_section_4():
+def test_ssdlite_follows_the_release():
     c320, c512 = _cfg('ssdlite-320'), _cfg('ssdlite-512')
     for cfg in (c320, c512):
         assert cfg.model.backbone.out_indices == (1, 2)

@@ -5,7 +5,7 @@ from mmmobilemamba.models import split_channels
 from mmmobilemamba.models.backbones.mobilemamba import resolve_arch
 
 # per stage (global, local, identity): docs/architecture.md#channel-split
-SPEC_TABLE = {
+RELEASE_TABLE = {
     'T2': [(112, 28, 4), (192, 54, 26), (224, 110, 34)],
     'T4': [(144, 32, 0), (256, 73, 39), (272, 134, 42)],
     'S6': [(160, 32, 0), (272, 76, 36), (272, 134, 42)],
@@ -15,15 +15,15 @@ SPEC_TABLE = {
 }
 
 
-@pytest.mark.parametrize('arch', sorted(SPEC_TABLE))
-def test_split_matches_spec_table(arch):
+@pytest.mark.parametrize('arch', sorted(RELEASE_TABLE))
+def test_split_matches_release_table(arch):
     settings = resolve_arch(arch)
     got = [
         tuple(split_channels(c, g, l_)) for c, g, l_ in zip(
             settings['embed_dims'], settings['global_ratios'],
             settings['local_ratios'])
     ]
-    assert got == SPEC_TABLE[arch]
+    assert got == RELEASE_TABLE[arch]
 
 
 def test_rounding_to_multiples_of_16_with_ties_up():

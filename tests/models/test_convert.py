@@ -28,7 +28,7 @@ def _backbone_part(converted):
             if k.startswith('backbone.')}
 
 
-def test_release_key_counts_match_the_spec(t2_release):
+def test_release_key_counts_match_the_layout(t2_release):
     assert len(t2_release) == 547
     assert len(release_state_dict(**B1)) == 707
 
@@ -49,7 +49,7 @@ def test_every_key_converted_and_loaded_strictly(arch, name):
     ]
 
 
-def test_values_land_where_the_spec_says(t2_release):
+def test_values_land_where_the_release_layout_says(t2_release):
     converted, _ = convert_release_state_dict(t2_release)
     pairs = {
         'patch_embed.6.c.weight': 'backbone.stem.convs.3.conv.weight',

@@ -14,7 +14,7 @@ analysis = pytest.importorskip('mmengine.analysis')
 # variant -> (test size, release FLOPs in M). B2 (384 px) and B4
 # (512 px) are B1's network at larger inputs; tracing them takes minutes on
 # two cores, so the four distinct networks are checked here.
-SPEC = {
+RELEASE = {
     't2': (192, 254.7),
     't4': (192, 412.5),
     's6': (224, 652.3),
@@ -37,9 +37,9 @@ class _Logits(nn.Module):
     't2', 't4', 's6',
     pytest.param('b1', marks=pytest.mark.slow),  # the largest trace here
 ])
-def test_flops_match_the_spec_table(arch):
+def test_flops_match_the_release_table(arch):
     import mmmobilemamba.ops.complexity  # noqa: F401  (the scan's handle)
-    size, expected = SPEC[arch]
+    size, expected = RELEASE[arch]
     model = build_classifier(arch).eval()
     analyzer = analysis.FlopAnalyzer(_Logits(model),
                                      (torch.rand(1, 3, size, size), ))

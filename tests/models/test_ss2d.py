@@ -61,7 +61,7 @@ def test_scan_is_both_directions_summed_in_raster_order():
     torch.testing.assert_close(m.scan(x), _naive_scan(m, x))
 
 
-def test_forward_matches_the_spec_pipeline():
+def test_forward_matches_the_documented_pipeline():
     torch.manual_seed(1)
     m = SS2D(16).eval().double()
     x = torch.randn(1, 16, 4, 3, dtype=torch.float64)

@@ -8,7 +8,7 @@ from mmmobilemamba.ops.wavelet import (HaarWavelet2d, haar_dwt2d, haar_filters,
                                        haar_idwt2d)
 
 
-def test_filters_are_the_spec_haar_bank():
+def test_filters_are_the_haar_bank():
     dec, rec = haar_filters(torch.float64)
     half = 0.5
     expected = half * torch.tensor(

@@ -25,7 +25,7 @@ CONFIGS = {
 HAAR_ENTRIES = 2 * 16 * (2 * 160 + 3 * 256 + 2 * 272)
 # PSPNet comes to 20.56 M, 0.06 M (0.3 %) above the release's 20.5 M (20.51 M
 # without the Haar entries); see docs/segmentation.md.
-SPEC_PARAMS = {'deeplabv3': (22.99, 0.01), 'pspnet': (20.5, 0.07),
+RELEASE_PARAMS = {'deeplabv3': (22.99, 0.01), 'pspnet': (20.5, 0.07),
                'fpn': (19.8, 0.05)}
 
 
@@ -52,7 +52,7 @@ def _params(*modules):
 
 
 @pytest.mark.parametrize('name', sorted(CONFIGS))
-def test_spec_setup(name):
+def test_release_setup(name):
     from mmengine.config import Config
     cfg = Config.fromfile(_config(name))
     model = cfg.model
@@ -92,7 +92,7 @@ def test_spec_setup(name):
 
 
 @pytest.mark.parametrize('name', sorted(CONFIGS))
-def test_params_match_the_spec(name):
+def test_params_match_the_release(name):
     model = _build(name)
     counted = [model.backbone, model.decode_head]
     if getattr(model, 'neck', None) is not None:
@@ -100,8 +100,8 @@ def test_params_match_the_spec(name):
     haar = sum(b.numel() for n, b in model.backbone.named_buffers()
                if n.endswith(('wavelet.dec', 'wavelet.rec')))
     assert haar == HAAR_ENTRIES
-    spec, tol = SPEC_PARAMS[name]
-    assert (_params(*counted) + haar) / 1e6 == pytest.approx(spec, abs=tol)
+    release, tol = RELEASE_PARAMS[name]
+    assert (_params(*counted) + haar) / 1e6 == pytest.approx(release, abs=tol)
 
 
 @pytest.mark.parametrize('name', sorted(CONFIGS))
