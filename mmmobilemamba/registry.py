@@ -20,7 +20,7 @@ REGISTRATIONS: Dict[str, List[str]] = {
         'mmmobilemamba.models.classifiers.kd_classifier:KDImageClassifier',
     ],
     'mmdet': [
-        'mmmobilemamba.det.deconv_fpn:DeconvFPN',
+        'mmmobilemamba.models.necks.deconv_fpn:DeconvFPN',
         'mmmobilemamba.models.backbones.mobilemamba:MobileMamba',
     ],
     'mmseg': ['mmmobilemamba.models.backbones.mobilemamba:MobileMamba'],

@@ -62,7 +62,7 @@ def quickstart_options(root: str, epochs: int, arch: str = 'T2',
     import mmmobilemamba  # noqa: F401
     from mmengine.config import Config
 
-    from mmmobilemamba.datasets.coco import coco_cfg_options
+    from mmmobilemamba.data_gen.coco import coco_cfg_options
     from mmmobilemamba.models.backbones.mobilemamba import resolve_arch
     cfg = Config.fromfile(osp.join(REPO, CONFIG))
     opts = coco_cfg_options(cfg, root, image_scale, num_workers=0)

@@ -1,7 +1,5 @@
-"""Run-time helpers shared by tools/: config preparation, CPU-capable
-distributed start-up and dataset checks (torch + mmengine only), and in
-:mod:`.dense_parts` (imported on demand: it builds mmdet / mmseg models) the
-part of a detector or segmentor that the analysis tools measure."""
+"""Run-time helpers shared by tools/ (torch + mmengine only): config
+preparation, CPU-capable distributed start-up and dataset checks."""
 from .data_checks import check_dataset_paths
 from .dist import setup_distributed
 from .runner_setup import (build_runner, check_checkpoint_matches,

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mmmobilemamba.datasets import DIGIT_CLASSES, make_imagenet_folder
+from mmmobilemamba.data_gen import DIGIT_CLASSES, make_imagenet_folder
 
 pytest.importorskip('sklearn')
 
@@ -18,7 +18,7 @@ def _read_meta(root, split):
 
 
 def test_digits_layout_labels_and_pixels(tmp_path):
-    from mmmobilemamba.datasets.imagenet_folder import load_digit_scans
+    from mmmobilemamba.data_gen.imagenet_folder import load_digit_scans
     root = str(tmp_path / 'd')
     counts = make_imagenet_folder(root, 3, 2, image_size=24, source='digits')
     assert counts == {'train': 30, 'val': 20}

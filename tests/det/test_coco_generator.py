@@ -6,8 +6,8 @@ import os.path as osp
 import numpy as np
 import pytest
 
-from mmmobilemamba.datasets import COCO_SHAPE_CATEGORIES, make_coco
-from mmmobilemamba.datasets.coco import (COCO_CATEGORIES, polygon_area,
+from mmmobilemamba.data_gen import COCO_SHAPE_CATEGORIES, make_coco
+from mmmobilemamba.data_gen.coco import (COCO_CATEGORIES, polygon_area,
                                          shape_polygon)
 
 from ..helpers import run_tool

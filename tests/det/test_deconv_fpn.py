@@ -3,7 +3,7 @@ extra levels, and the errors for bad arguments."""
 import pytest
 import torch
 
-from mmmobilemamba.det import DeconvFPN
+from mmmobilemamba.models.necks import DeconvFPN
 
 B1_CHANNELS = (200, 376, 448)
 

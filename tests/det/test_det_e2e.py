@@ -48,7 +48,7 @@ def options(name, root):
     import mmmobilemamba  # noqa: F401
     from mmengine.config import Config
 
-    from mmmobilemamba.datasets.coco import coco_cfg_options
+    from mmmobilemamba.data_gen.coco import coco_cfg_options
     cfg = Config.fromfile(osp.join(REPO, CONFIGS[name]))
     opts = coco_cfg_options(cfg, root, IMAGE_SCALE.get(name, (192, 128)),
                             num_workers=0)
@@ -154,7 +154,7 @@ def test_missing_dataset_names_path_and_generator(tool, tmp_path):
     import mmmobilemamba  # noqa: F401
     from mmengine.config import Config
 
-    from mmmobilemamba.datasets.coco import coco_cfg_options
+    from mmmobilemamba.data_gen.coco import coco_cfg_options
     opts = as_cli(coco_cfg_options(Config.fromfile(osp.join(REPO, config)),
                                    missing))
     if tool == 'train':
@@ -179,7 +179,7 @@ def test_missing_annotation_file_is_named(tiny_coco, tmp_path):
     import mmmobilemamba  # noqa: F401
     from mmengine.config import Config
 
-    from mmmobilemamba.datasets.coco import coco_cfg_options
+    from mmmobilemamba.data_gen.coco import coco_cfg_options
     opts = as_cli(coco_cfg_options(Config.fromfile(osp.join(REPO, config)),
                                    root))
     code, out = run_tool('tools/train.py', config, '--work-dir',

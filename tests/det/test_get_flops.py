@@ -21,7 +21,7 @@ def _tool():
 def test_default_sizes():
     from mmengine.config import Config
 
-    from mmmobilemamba.utils.dense_parts import fixed_test_size
+    from mmmobilemamba.analysis.dense_parts import fixed_test_size
     fpn = Config.fromfile(osp.join(REPO, 'configs',
                                    'retinanet_mobilemamba_b1.py'))
     assert fixed_test_size(fpn) is None  # -> the 1280x800 default

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mmmobilemamba.datasets import ADE20K_SCENE_CLASSES, make_ade20k
-from mmmobilemamba.datasets.ade20k import draw_ade20k_scene
+from mmmobilemamba.data_gen import ADE20K_SCENE_CLASSES, make_ade20k
+from mmmobilemamba.data_gen.ade20k import draw_ade20k_scene
 
 from ..helpers import run_tool
 
@@ -124,7 +124,7 @@ def test_cli(tmp_path):
 def test_cfg_options_point_a_config_at_the_data(small_ade):
     from mmengine.config import Config
 
-    from mmmobilemamba.datasets import ade20k_cfg_options
+    from mmmobilemamba.data_gen import ade20k_cfg_options
     from ..helpers import REPO
     root, _ = small_ade
     cfg = Config.fromfile(

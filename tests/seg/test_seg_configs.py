@@ -134,7 +134,7 @@ def test_whole_image_inference_on_an_odd_size(name):
 
 @pytest.mark.parametrize('name', sorted(CONFIGS))
 def test_sync_bn_becomes_bn_in_one_process(name, tiny_ade20k, tmp_path):
-    from mmmobilemamba.datasets import ade20k_cfg_options
+    from mmmobilemamba.data_gen import ade20k_cfg_options
     from mmmobilemamba.utils import prepare_train_config
     from mmengine.config import Config
     cfg = Config.fromfile(_config(name))

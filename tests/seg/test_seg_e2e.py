@@ -34,7 +34,7 @@ def _data_options(name, root):
     """``k=v`` strings pointing a config at ``root`` with small images."""
     from mmengine.config import Config
 
-    from mmmobilemamba.datasets import ade20k_cfg_options
+    from mmmobilemamba.data_gen import ade20k_cfg_options
     cfg = Config.fromfile(_config(name), import_custom_modules=False)
     opts = ade20k_cfg_options(cfg, root, crop_size=CROP, num_workers=0)
     # no pretrained weights exist here: train from scratch

@@ -70,7 +70,7 @@ def test_missing_images_are_named(tmp_path):
 
 def test_erf_of_a_known_receptive_field():
     """One 3x3 conv: the centre output sees exactly a 3x3 input window."""
-    from mmmobilemamba.utils.erf import (effective_receptive_field,
+    from mmmobilemamba.analysis.erf import (effective_receptive_field,
                                          high_contribution_area)
     conv = nn.Conv2d(3, 4, 3, padding=1)
     gen = torch.Generator().manual_seed(0)

@@ -7,7 +7,7 @@
 
 CONFIG is a classifier (mmpretrain), a detector (mmdet) or a segmentor
 (mmseg). For the last two the dense part is timed, the part the FLOP tables
-count (:mod:`mmmobilemamba.utils.dense_parts`): backbone + neck + dense head
+count (:mod:`mmmobilemamba.analysis.dense_parts`): backbone + neck + dense head
 at 1280x800 (SSD: its test size), backbone + neck + decode head at 512x512;
 no post-processing or RoI heads.
 
@@ -156,7 +156,7 @@ def build_model(config: str, scan_backend: Optional[str] = None
     from mmengine.config import Config
     from mmengine.registry import DefaultScope
 
-    from mmmobilemamba.utils.dense_parts import DENSE_PARTS
+    from mmmobilemamba.analysis.dense_parts import DENSE_PARTS
     if not osp.isfile(config):
         raise FileNotFoundError(f'config {config} does not exist')
     cfg = Config.fromfile(config)

@@ -12,7 +12,7 @@ lists them. The input is one random image of the given size (batch 1), not an
 average over dataset images.
 
 What is counted depends on the toolbox (the config's ``default_scope``) and
-is defined, with the default sizes, in :mod:`mmmobilemamba.utils.dense_parts`
+is defined, with the default sizes, in :mod:`mmmobilemamba.analysis.dense_parts`
 (shared with ``benchmark.py``): for mmdet the backbone + neck + dense head at
 1280x800 (SSD: its fixed test size), as the release's table counts, RoI heads
 left out; for mmseg the backbone + neck + decode head at 512x512, the
@@ -27,7 +27,7 @@ import torch
 import torch.nn as nn
 from mmengine.config import Config, DictAction
 
-from mmmobilemamba.utils.dense_parts import DENSE_PARTS
+from mmmobilemamba.analysis.dense_parts import DENSE_PARTS
 
 
 def _params(module: nn.Module) -> int:
@@ -63,7 +63,7 @@ def analyse(config: str,
         raise ValueError(f'{config}: no FLOP counting for default_scope '
                          f'{scope!r} yet (supported: {sorted(DENSE_PARTS)}'
                          '); add a function to DENSE_PARTS in '
-                         'mmmobilemamba/utils/dense_parts.py')
+                         'mmmobilemamba/analysis/dense_parts.py')
     # the weights do not matter for counting: never load a checkpoint
     cfg.model.get('backbone', {}).pop('init_cfg', None)
     whole, counted, shape, what = DENSE_PARTS[scope](cfg, shape)

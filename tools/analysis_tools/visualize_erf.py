@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 import mmmobilemamba  # noqa: F401  (registration)
-from mmmobilemamba.utils.erf import (effective_receptive_field,
+from mmmobilemamba.analysis.erf import (effective_receptive_field,
                                      high_contribution_area, log_scaled)
 
 MEAN = torch.tensor([123.675, 116.28, 103.53]).view(1, 3, 1, 1)

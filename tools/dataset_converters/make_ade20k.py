@@ -14,7 +14,7 @@ ten ADE20K classes.
 """
 import argparse
 
-from mmmobilemamba.datasets import ADE20K_SCENE_CLASSES, make_ade20k
+from mmmobilemamba.data_gen import ADE20K_SCENE_CLASSES, make_ade20k
 
 
 def main(argv=None):

@@ -14,8 +14,8 @@ stored under six COCO category names.
 """
 import argparse
 
-from mmmobilemamba.datasets import COCO_SHAPE_CATEGORIES, make_coco
-from mmmobilemamba.datasets.coco import select_shape_categories
+from mmmobilemamba.data_gen import COCO_SHAPE_CATEGORIES, make_coco
+from mmmobilemamba.data_gen.coco import select_shape_categories
 
 
 def main(argv=None):

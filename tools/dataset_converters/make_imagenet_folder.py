@@ -13,8 +13,8 @@ e.g. ``--cfg-options train_dataloader.dataset.data_root=data/imagenet``.
 """
 import argparse
 
-from mmmobilemamba.datasets import make_imagenet_folder
-from mmmobilemamba.datasets.imagenet_folder import SOURCES
+from mmmobilemamba.data_gen import make_imagenet_folder
+from mmmobilemamba.data_gen.imagenet_folder import SOURCES
 
 
 def main(argv=None):
