@@ -4,7 +4,7 @@ import torch
 
 from mmmobilemamba.models import (FFN, ConvBN, DropPath, DWConv, PatchMerging,
                                   ResidualDWConv, SqueezeExcite)
-from .utils import randomize_norms, rel_err
+from ..helpers import randomize_norms, rel_err
 
 
 def test_convbn_keys_and_init():

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from .utils import build_classifier
+from ..helpers import build_classifier
 
 pytest.importorskip('mmpretrain')
 analysis = pytest.importorskip('mmengine.analysis')

@@ -6,8 +6,7 @@ import pytest
 import torch
 
 from mmmobilemamba.models import MobileMamba, fuse_bn
-from ..helpers import REPO
-from .utils import build_classifier, randomize_norms, rel_err
+from ..helpers import REPO, build_classifier, randomize_norms, rel_err
 
 TOL = 1e-4  # relative, fp32 (the bar)
 

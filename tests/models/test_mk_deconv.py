@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from mmmobilemamba.models import MKDeConv
-from .utils import randomize_norms, rel_err
+from ..helpers import randomize_norms, rel_err
 
 
 def test_release_form_is_one_depthwise_kernel_then_per_channel_1x1():

@@ -9,8 +9,7 @@ import torch
 
 from mmmobilemamba.convert import convert_release_state_dict
 from mmmobilemamba.models import MobileMamba, fuse_bn
-from ..helpers import SHARED
-from .utils import build_classifier, rel_err
+from ..helpers import SHARED, build_classifier, rel_err
 
 FIXTURE = osp.join(SHARED, 'fixtures', 'release_t2_golden.pth')
 TOL = 1e-4  # relative, fp32

@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 
 from mmmobilemamba.models import MobileMamba
-from ..utils import randomize_norms, rel_err
+from ...helpers import randomize_norms, rel_err
 
 VARIANTS = ['T2', 'T4', 'S6', 'B1', 'B2', 'B4']
 # embed dims per variant (docs/architecture.md#variants)

@@ -7,7 +7,7 @@ from mmpretrain.structures import DataSample  # noqa: E402
 
 from mmmobilemamba.models.heads.bn_linear_head import \
     BNLinearClsHead  # noqa: E402
-from ..utils import randomize_norms, rel_err  # noqa: E402
+from ...helpers import randomize_norms, rel_err  # noqa: E402
 
 
 def test_keys_and_init():

@@ -10,9 +10,7 @@ from mmmobilemamba.convert import (ConversionError, convert_release_checkpoint,
                                    convert_release_state_dict,
                                    extract_state_dict)
 from mmmobilemamba.models import MobileMamba
-from ..helpers import REPO
-from .release_layout import release_state_dict
-from .utils import build_classifier
+from .helpers import REPO, build_classifier, release_state_dict
 
 T2 = dict(embed_dims=(144, 272, 368), depths=(1, 2, 2))
 B1 = dict(embed_dims=(200, 376, 448), depths=(2, 3, 2))

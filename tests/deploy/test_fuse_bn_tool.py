@@ -8,8 +8,7 @@ import pickle
 import pytest
 import torch
 
-from ..helpers import REPO, run_tool
-from .utils import randomize_norms
+from ..helpers import REPO, data_root_options, randomize_norms, run_tool
 
 pytest.importorskip('mmpretrain')
 
@@ -27,10 +26,6 @@ model = dict(
               topk=(1, )))
 """
 
-
-def _data_opts(root):
-    return [f'{split}_dataloader.dataset.data_root={root}'
-            for split in ('train', 'val', 'test')]
 
 
 @pytest.mark.slow
@@ -66,7 +61,7 @@ def test_fuse_bn_tool_with_test_tool_and_inferencer(tiny_imagenet_folder,
         dump = str(tmp_path / f'{osp.basename(weights)}.pkl')
         run_tool('tools/test.py', str(config), weights, '--work-dir',
                  str(tmp_path / 'work'), '--out', dump, '--cfg-options',
-                 *_data_opts(tiny_imagenet_folder), *extra)
+                 *data_root_options(tiny_imagenet_folder), *extra)
         with open(dump, 'rb') as f:
             scores.append(torch.stack([r['pred_score'] for r in
                                        pickle.load(f)]))
