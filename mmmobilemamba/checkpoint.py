@@ -161,13 +161,15 @@ def add_trust_argument(parser) -> None:
         f'made or trust. Same as {TRUST_ENV}=1')
 
 
+def allowed_global_names() -> set:
+    """The names (``module.qualname``) of :func:`runner_safe_globals`."""
+    return {entry[1] if isinstance(entry, tuple) else
+            f'{entry.__module__}.{entry.__qualname__}'
+            for entry in runner_safe_globals()}
+
+
 def _disallowed_globals(filename: str, error: Exception) -> List[str]:
-    allowed = set()
-    for entry in runner_safe_globals():
-        if isinstance(entry, tuple):
-            allowed.add(entry[1])
-        else:
-            allowed.add(f'{entry.__module__}.{entry.__qualname__}')
+    allowed = allowed_global_names()
     try:
         names = torch.serialization.get_unsafe_globals_in_checkpoint(filename)
         names = [n for n in names if n not in allowed]
@@ -178,7 +180,7 @@ def _disallowed_globals(filename: str, error: Exception) -> List[str]:
     if not names:  # an object of a class the safe unpickler cannot build
         names = re.findall(r"but got <class '([^']+)'>", str(error))
     if not names:  # e.g. a call or opcode the safe unpickler refuses
-        match = re.search(r'WeightsUnpickler error: ([^\n]+)', str(error))
+        match = re.search(r'WeightsUnpickler error:\s*([^\n]+)', str(error))
         names = [match.group(1).strip() if match else '(not named)']
     return names
 
