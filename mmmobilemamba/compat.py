@@ -11,7 +11,8 @@ editing site-packages).
    paths is re-registered, and the ``load_url`` its URL loaders call is
    replaced, both by :mod:`mmmobilemamba.checkpoint`'s safe loader: weights
    plus exactly the types a Runner writes, anything else refused unless the
-   user opts in (``--trust-checkpoint`` / ``MMMOBILEMAMBA_TRUST_CHECKPOINTS=1``).
+   user opts in (``--trust-checkpoint`` or
+   ``MMMOBILEMAMBA_TRUST_CHECKPOINTS=1``).
 
 2. mmdet 3.3.0's ``SSDHead`` never builds ``loss_cls`` (it computes its loss
    with ``F.cross_entropy``), yet ``predict_by_feat`` reads
