@@ -27,13 +27,13 @@ def run_tool(*args: str, cwd: str = REPO, env: dict = None,
 
 
 class _Marker:
-    """Unpickling this creates the directory ``path`` (os.mkdir)."""
+    """Unpickling this creates the directory ``path`` (os.makedirs)."""
 
     def __init__(self, path: str) -> None:
         self.path = path
 
     def __reduce__(self):
-        return (os.mkdir, (self.path, ))
+        return (os.makedirs, (self.path, 0o777, True))
 
 
 def write_payload_checkpoint(path: str, marker: str,
