@@ -228,9 +228,9 @@ def load_checkpoint_file(filename: str, map_location=None):
                 f'this file (you made it or know its source), {_OPT_IN}; '
                 'to allow just these types, register them with '
                 'torch.serialization.add_safe_globals([...]).') from None
-    except (RuntimeError, EOFError, OSError, ValueError, KeyError,
-            IndexError, AttributeError, TypeError) as err:
-        raise _corrupt(filename, err) from None
+    except _READ_ERRORS as err:
+        _raise_if_corrupt(filename, err)
+        raise
     warnings.warn(f'{filename}: trusted checkpoint ({TRUST_ENV}=1 or '
                   f'--trust-checkpoint) unpickled in full; it needs '
                   f'{", ".join(names)}')
@@ -239,9 +239,25 @@ def load_checkpoint_file(filename: str, map_location=None):
     try:
         return torch.load(filename, map_location=map_location,
                           weights_only=False)
-    except (RuntimeError, EOFError, OSError, ValueError, KeyError,
-            IndexError, pickle.UnpicklingError) as err:
-        raise _corrupt(filename, err) from None
+    except _READ_ERRORS + (pickle.UnpicklingError, ) as err:
+        _raise_if_corrupt(filename, err)
+        raise
+
+
+_READ_ERRORS = (RuntimeError, EOFError, OSError, ValueError, KeyError,
+                IndexError, AttributeError, TypeError)
+# RuntimeError/OSError texts of a damaged file (others, e.g. a CUDA
+# map_location on a CPU machine, pass through unchanged).
+_DAMAGED = re.compile(r'PytorchStreamReader|zip archive|central directory|'
+                      r'unexpected EOF|corrupt|file is too short|'
+                      r'invalid load key|magic number', re.IGNORECASE)
+
+
+def _raise_if_corrupt(filename: str, err: Exception) -> None:
+    if isinstance(err, (RuntimeError, OSError)) and not _DAMAGED.search(
+            str(err)):
+        return
+    raise _corrupt(filename, err) from None
 
 
 def _corrupt(filename: str, err: Exception) -> CorruptCheckpointError:
