@@ -1,15 +1,18 @@
 """Known breakages of the pinned OpenMMLab stack under torch 2.13, each fixed
-through a public extension point (never by editing site-packages).
+from outside the library (an extension point or a module attribute; never by
+editing site-packages).
 
 1. Checkpoint loading (torch >= 2.6 defaults ``torch.load`` to
-   ``weights_only=True``; mmengine 0.10.7 calls it without the argument).
-   Plain state_dicts load either way, but checkpoints written by mmengine's
-   Runner hold a message hub (``HistoryBuffer``, numpy arrays) and fail, so
-   ``--resume`` and ``tools/test.py`` break. We re-register mmengine's loader
-   for local paths: it tries the safe ``weights_only=True`` load first and
-   falls back to full unpickling for files that hold Python objects.
-   **Trust caveat**: unpickling can run arbitrary code. Only pass checkpoints
-   you produced yourself or got from a source you trust.
+   ``weights_only=True``; mmengine 0.10.7 calls it without the argument for
+   local files, and with ``weights_only=False`` for URLs through
+   ``torch.hub``). Runner checkpoints hold a message hub (``HistoryBuffer``,
+   numpy arrays), so ``--resume`` and ``tools/test.py`` would fail, while a
+   downloaded file would be unpickled in full. mmengine's loader for local
+   paths is re-registered, and the ``load_url`` its URL loaders call is
+   replaced, both by :mod:`mmmobilemamba.checkpoint`'s safe loader: weights
+   plus exactly the types a Runner writes, anything else refused unless the
+   user opts in (``--trust-checkpoint`` or
+   ``MMMOBILEMAMBA_TRUST_CHECKPOINTS=1``).
 
 2. mmdet 3.3.0's ``SSDHead`` never builds ``loss_cls`` (it computes its loss
    with ``F.cross_entropy``), yet ``predict_by_feat`` reads
@@ -20,45 +23,31 @@ Each fix is applied once, when :mod:`mmmobilemamba` is imported, and only if
 the package it fixes is installed.
 """
 import importlib.util
-import os.path as osp
-import pickle
-
-import torch
 
 _APPLIED = set()
 
 
 def load_local_checkpoint(filename: str, map_location=None):
-    """Load a local checkpoint: safely if it is plain tensors, else unpickle.
-
-    Args:
-        filename (str): Path of the checkpoint file.
-        map_location: Same as :func:`torch.load`. Defaults to None.
-
-    Returns:
-        dict: The loaded checkpoint.
-    """
-    filename = osp.expanduser(filename)
-    if not osp.isfile(filename):
-        raise FileNotFoundError(f'checkpoint {filename} can not be found.')
-    try:
-        return torch.load(filename, map_location=map_location,
-                          weights_only=True)
-    except pickle.UnpicklingError:
-        # A Runner checkpoint (message hub, numpy state): see the trust
-        # caveat in the module docstring.
-        return torch.load(filename, map_location=map_location,
-                          weights_only=False)
+    """mmengine's loader for local paths: the safe loader (see
+    :func:`mmmobilemamba.checkpoint.load_checkpoint_file`)."""
+    from .checkpoint import load_checkpoint_file
+    return load_checkpoint_file(filename, map_location=map_location)
 
 
 def patch_checkpoint_loading() -> None:
-    """Route mmengine's local-path checkpoint loading through
-    :func:`load_local_checkpoint`."""
+    """Route mmengine's local-path and URL checkpoint loading through
+    :mod:`mmmobilemamba.checkpoint`."""
     if 'checkpoint' in _APPLIED:
         return
+    import mmengine.runner.checkpoint as mmengine_checkpoint
     from mmengine.runner import CheckpointLoader
+
+    from .checkpoint import load_checkpoint_from_url
     CheckpointLoader.register_scheme(
         prefixes='', loader=load_local_checkpoint, force=True)
+    # http(s)://, torchvision://, open-mmlab://, mmcls:// all download
+    # through this module-level name.
+    mmengine_checkpoint.load_url = load_checkpoint_from_url
     _APPLIED.add('checkpoint')
 
 

@@ -36,6 +36,8 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 
+from mmmobilemamba.checkpoint import (load_checkpoint_file,
+                                     save_checkpoint_file)
 from mmmobilemamba.models.backbones.mobilemamba import (MobileMamba,
                                                         arch_settings)
 from mmmobilemamba.ops.wavelet import haar_filters
@@ -326,6 +328,10 @@ def convert_release_state_dict(state: StateDict,
 def convert_release_checkpoint(src: str, dst: str, ema: bool = False) -> dict:
     """Read a release checkpoint file, convert it, save it for mmpretrain.
 
+    SRC is read by :func:`mmmobilemamba.checkpoint.load_checkpoint_file`
+    (a file holding more than weights needs trust; see there), and DST is
+    written under a temporary name and renamed when complete.
+
     Args:
         src (str): Release checkpoint (plain state_dict or trainer dict).
         dst (str): Output path; saved as ``{'state_dict', 'meta'}``.
@@ -334,10 +340,10 @@ def convert_release_checkpoint(src: str, dst: str, ema: bool = False) -> dict:
     Returns:
         dict: The meta information saved with the weights.
     """
-    checkpoint = torch.load(src, map_location='cpu', weights_only=False)
+    checkpoint = load_checkpoint_file(src, map_location='cpu')
     state = extract_state_dict(checkpoint, ema=ema)
     converted, meta = convert_release_state_dict(state)
     meta.update(converted_from=str(src), ema=ema,
                 num_source_keys=len(state))
-    torch.save(dict(state_dict=converted, meta=meta), dst)
+    save_checkpoint_file(dict(state_dict=converted, meta=meta), dst)
     return meta

@@ -44,8 +44,21 @@ def installed_toolboxes() -> List[str]:
     return [s for s in REGISTRATIONS if importlib.util.find_spec(s) is not None]
 
 
+def register_hooks() -> None:
+    """Put :class:`~mmmobilemamba.utils.loss_check.FiniteLossHook` into
+    mmengine's HOOKS (every toolbox's HOOKS registry falls back to it)."""
+    if importlib.util.find_spec('mmengine') is None:
+        return
+    from mmengine.registry import HOOKS
+
+    from .utils.loss_check import FiniteLossHook
+    HOOKS.register_module(module=FiniteLossHook, force=True)
+
+
 def register_all() -> Dict[str, List[str]]:
-    """Register the project's modules in every installed toolbox.
+    """Register the project's modules in every installed toolbox, and the
+    readers that name a broken dataset file
+    (:mod:`mmmobilemamba.utils.input_checks`).
 
     A toolbox that is installed but fails to import is reported with a
     warning naming it and the error (never skipped silently).
@@ -54,6 +67,7 @@ def register_all() -> Dict[str, List[str]]:
         dict: scope -> names registered there.
     """
     done = {}
+    register_hooks()
     for scope in installed_toolboxes():
         try:
             registry = importlib.import_module(_REGISTRY_MODULES[scope]).MODELS
@@ -67,5 +81,7 @@ def register_all() -> Dict[str, List[str]]:
             cls = _load(entry)
             registry.register_module(module=cls, force=True)
             names.append(cls.__name__)
+        from .utils import input_checks
+        input_checks.install(scope)
         done[scope] = names
     return done

@@ -2,15 +2,23 @@
 
     python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp]
         [--auto-scale-lr] [--cfg-options k=v ...] [--launcher none|pytorch|slurm]
+        [--trust-checkpoint]
 
 The config's ``default_scope`` (mmpretrain, mmdet or mmseg) picks the toolbox.
+Checkpoints (``--resume``, ``load_from``, pretrained weights) load without
+unpickling arbitrary objects; ``--trust-checkpoint`` lifts that for files you
+trust. Training stops at the first iteration whose loss is NaN or infinite
+(:class:`mmmobilemamba.utils.loss_check.FiniteLossHook`), before a checkpoint
+of it is written.
 """
 import argparse
 
 from mmengine.config import DictAction
 
 import mmmobilemamba  # noqa: F401  (compat fixes + registration)
+from mmmobilemamba.checkpoint import add_trust_argument, trust_checkpoints
 from mmmobilemamba.utils import build_runner, prepare_train_config
+from mmmobilemamba.utils.loss_check import add_finite_loss_hook
 
 
 def parse_args(argv=None):
@@ -40,6 +48,7 @@ def parse_args(argv=None):
         choices=['none', 'pytorch', 'slurm'],
         default='none',
         help='job launcher (pytorch = torchrun; works on CPU with gloo)')
+    add_trust_argument(parser)
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0,
                         help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -47,16 +56,18 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    cfg = prepare_train_config(
-        args.config,
-        work_dir=args.work_dir,
-        resume=args.resume,
-        amp=args.amp,
-        auto_scale_lr=args.auto_scale_lr,
-        cfg_options=args.cfg_options,
-        launcher=args.launcher)
-    runner = build_runner(cfg)
-    runner.train()
+    with trust_checkpoints(args.trust_checkpoint):
+        cfg = prepare_train_config(
+            args.config,
+            work_dir=args.work_dir,
+            resume=args.resume,
+            amp=args.amp,
+            auto_scale_lr=args.auto_scale_lr,
+            cfg_options=args.cfg_options,
+            launcher=args.launcher)
+        add_finite_loss_hook(cfg)
+        runner = build_runner(cfg)
+        runner.train()
 
 
 if __name__ == '__main__':

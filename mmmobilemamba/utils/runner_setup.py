@@ -199,34 +199,3 @@ def build_runner(cfg: Config):
     if 'runner_type' in cfg:
         return RUNNERS.build(cfg)
     return Runner.from_cfg(cfg)
-
-
-
-def check_checkpoint_matches(model: torch.nn.Module, checkpoint: str) -> None:
-    """Raise if ``checkpoint`` does not hold this model's weights.
-
-    mmengine loads test checkpoints non-strictly and only logs mismatches, so
-    a wrong checkpoint would be evaluated with random weights. This compares
-    the key sets first and names what is missing or unexpected.
-    """
-    from mmengine.runner import CheckpointLoader
-    ckpt = CheckpointLoader.load_checkpoint(checkpoint, map_location='cpu',
-                                            logger='silent')
-    state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else None
-    if not isinstance(state, dict):
-        raise ValueError(f'{checkpoint} holds no state_dict')
-    model = getattr(model, 'module', model)
-    expected = set(model.state_dict())
-    given = {k[len('module.'):] if k.startswith('module.') else k
-             for k in state}
-    missing = sorted(expected - given)
-    unexpected = sorted(given - expected)
-    if missing or unexpected:
-        def show(keys):
-            return ', '.join(keys[:5]) + (' ...' if len(keys) > 5 else '')
-        raise ValueError(
-            f'checkpoint {checkpoint} does not match the model of this '
-            f'config: {len(missing)} missing key(s) [{show(missing)}], '
-            f'{len(unexpected)} unexpected key(s) [{show(unexpected)}]. '
-            'A BN-fused checkpoint needs --cfg-options '
-            'model.backbone.deploy=True model.head.deploy=True.')

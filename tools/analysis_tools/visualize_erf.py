@@ -1,12 +1,14 @@
 """Plot effective receptive fields of one or more backbones side by side.
 
     python tools/analysis_tools/visualize_erf.py CONFIG [CKPT] \
-        [--compare CONFIG2 [CKPT2]] --images DIR --out erf.png [--size 224]
+        [--compare CONFIG2 [CKPT2]] --images DIR --out erf.png [--size 224] \
+        [--trust-checkpoint]
 
 Any config whose ``model.backbone`` is registered works (MobileMamba or a CNN
 peer from mmpretrain), so the two can be compared in one figure. Without a
 checkpoint the randomly initialised model is shown (say so when you publish
-the figure).
+the figure). Checkpoints load without unpickling arbitrary objects
+(``--trust-checkpoint`` lifts that for files you trust).
 """
 import argparse
 import glob
@@ -17,6 +19,7 @@ import torch
 from PIL import Image
 
 import mmmobilemamba  # noqa: F401  (registration)
+from mmmobilemamba.checkpoint import add_trust_argument, trust_checkpoints
 from mmmobilemamba.analysis.erf import (effective_receptive_field,
                                      high_contribution_area, log_scaled)
 
@@ -62,6 +65,7 @@ def main(argv=None):
     parser.add_argument('--out', required=True, help='output PNG')
     parser.add_argument('--size', type=int, default=224)
     parser.add_argument('--num-images', type=int, default=20)
+    add_trust_argument(parser)
     args = parser.parse_args(argv)
 
     models = [(args.config, args.checkpoint)]
@@ -76,7 +80,8 @@ def main(argv=None):
     fig, axes = plt.subplots(1, len(models), figsize=(4 * len(models), 4.3),
                              squeeze=False)
     for ax, (config, ckpt) in zip(axes[0], models):
-        backbone = load_backbone(config, ckpt)
+        with trust_checkpoints(args.trust_checkpoint):
+            backbone = load_backbone(config, ckpt)
         erf = effective_receptive_field(
             backbone, read_images(args.images, args.size, args.num_images))
         area = high_contribution_area(erf)

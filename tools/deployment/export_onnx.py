@@ -3,6 +3,7 @@
     python tools/deployment/export_onnx.py CONFIG CKPT OUT.onnx [--fuse]
         [--dynamic-batch] [--shape H [W]] [--batch N] [--features]
         [--out-indices 1 2 3] [--opset 17] [--cfg-options k=v ...]
+        [--trust-checkpoint]
 
 * Default: the classifier, normalised image (N, 3, H, W) -> logits
   (N, classes). Normalisation (the config's ``data_preprocessor`` mean/std,
@@ -23,7 +24,8 @@ backend) at two batch sizes (1 and 3 with ``--dynamic-batch``, else the
 exported batch): the largest absolute difference must be within
 ``1e-4 * max(1, max |PyTorch output|)``, otherwise the tool exits with 1.
 
-Checkpoints are unpickled: export only files you trust.
+CKPT loads without unpickling arbitrary objects (``--trust-checkpoint``
+lifts that for a file you trust).
 """
 import argparse
 import copy
@@ -71,6 +73,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help='skip the onnxruntime parity check')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config entries')
+    from mmmobilemamba.checkpoint import add_trust_argument
+    add_trust_argument(parser)
     args = parser.parse_args(argv)
     if args.shape is not None and len(args.shape) not in (1, 2):
         parser.error(f'--shape takes H or H W, got {args.shape}')
@@ -120,6 +124,7 @@ def build(args: argparse.Namespace):
     from mmengine.runner import load_checkpoint
     from mmpretrain.registry import MODELS
 
+    from mmmobilemamba.checkpoint import trust_checkpoints
     from mmmobilemamba.models.fusion import fuse_bn
     for path, what in ((args.config, 'config'), (args.checkpoint,
                                                  'checkpoint')):
@@ -140,8 +145,9 @@ def build(args: argparse.Namespace):
             cfg.get('default_scope', 'mmpretrain')):
         model = MODELS.build(model_cfg)
     # A feature export ignores the head; everything else must match.
-    load_checkpoint(model, args.checkpoint, map_location='cpu',
-                    strict=not args.features)
+    with trust_checkpoints(args.trust_checkpoint):
+        load_checkpoint(model, args.checkpoint, map_location='cpu',
+                        strict=not args.features)
     model.eval()
     if args.fuse:
         fuse_bn(model)

@@ -1,7 +1,7 @@
 """Fold the BatchNorms of a MobileMamba model into convs/Linear (deploy mode).
 
     python tools/deployment/fuse_bn.py CONFIG CHECKPOINT OUT
-        [--cfg-options k=v ...] [--check-size H W]
+        [--cfg-options k=v ...] [--check-size H W] [--trust-checkpoint]
 
 Works for classifiers, detectors and segmentors: every module following the
 re-parameterisation convention (``deploy=True`` / ``switch_to_deploy()``:
@@ -16,7 +16,9 @@ with the options the tool prints, e.g.::
     python tools/test.py CONFIG OUT \
         --cfg-options model.backbone.deploy=True model.head.deploy=True
 
-Checkpoints are unpickled: fuse only files you trust.
+CHECKPOINT loads without unpickling arbitrary objects (``--trust-checkpoint``
+lifts that for a file you trust); OUT is written under a temporary name and
+renamed when complete.
 """
 import argparse
 import copy
@@ -28,6 +30,8 @@ from mmengine.registry import MODELS, init_default_scope
 from mmengine.runner import load_checkpoint
 
 import mmmobilemamba  # noqa: F401  (registration)
+from mmmobilemamba.checkpoint import (add_trust_argument,
+                                      save_checkpoint_file, trust_checkpoints)
 from mmmobilemamba.models.fusion import fuse_bn
 
 TOLERANCE = 1e-4
@@ -43,6 +47,7 @@ def parse_args(argv=None):
     parser.add_argument('--check-size', nargs=2, type=int,
                         default=(224, 224), metavar=('H', 'W'),
                         help='input size of the equivalence check')
+    add_trust_argument(parser)
     return parser.parse_args(argv)
 
 
@@ -71,8 +76,9 @@ def main(argv=None) -> int:
         backbone_cfg['init_cfg'] = None  # weights come from CHECKPOINT
     model = MODELS.build(cfg.model)
     # strict: a mismatching checkpoint is an error, never a partial fuse.
-    checkpoint = load_checkpoint(model, args.checkpoint, map_location='cpu',
-                                 strict=True)
+    with trust_checkpoints(args.trust_checkpoint):
+        checkpoint = load_checkpoint(model, args.checkpoint,
+                                     map_location='cpu', strict=True)
     model.eval()
     reference = copy.deepcopy(model)
     fuse_bn(model)
@@ -96,7 +102,8 @@ def main(argv=None) -> int:
                                                           dict) else {}
     options = deploy_options(model)
     meta.update(fused_from=args.checkpoint, deploy_cfg_options=options)
-    torch.save(dict(state_dict=model.state_dict(), meta=meta), args.out)
+    save_checkpoint_file(dict(state_dict=model.state_dict(), meta=meta),
+                         args.out)
     print(f'fused checkpoint written to {args.out}; load it with\n'
           f'    --cfg-options {" ".join(options)}')
     return 0

@@ -4,15 +4,13 @@ Registered in the MODELS registries of mmpretrain, mmdet and mmseg by
 :mod:`mmmobilemamba.registry`; this file needs only torch and mmengine.
 """
 import copy
-import warnings
-from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
-from mmengine.logging import print_log
 from mmengine.model import BaseModule
-from mmengine.runner.checkpoint import CheckpointLoader
 
+from ...checkpoint import LoadReport, load_checkpoint, load_state_dict
 from ..stage import MobileMambaStage
 from ..stem import Stem
 
@@ -50,12 +48,6 @@ _ARCH_KEYS = set(_PER_STAGE) | set(common_settings)
 _NUM_STAGES = 3
 #: Inputs below this size leave stage 3 nothing to work on.
 MIN_INPUT_SIZE = 32
-
-
-class LoadReport(NamedTuple):
-    """Keys of a checkpoint that did not match the backbone."""
-    missing_keys: List[str]
-    unexpected_keys: List[str]
 
 
 def resolve_arch(arch: Union[str, dict]) -> dict:
@@ -301,17 +293,12 @@ class MobileMamba(BaseModule):
     # Weights from checkpoints
     # ------------------------------------------------------------------
     def init_weights(self) -> None:
-        """Initialise; ``Pretrained`` init_cfgs load with a key report.
-
-        Unlike a silent partial load, every missing or unexpected key is
-        reported (a warning naming them), a checkpoint sharing no key with
-        the backbone raises, and a release-layout checkpoint raises with the
-        converter to use.
-        """
+        """Initialise; ``Pretrained`` init_cfgs load with a key report (see
+        :func:`mmmobilemamba.checkpoint.load_state_dict`): missing and
+        unexpected keys are warned about by name, and a checkpoint sharing
+        no key with the backbone raises."""
         cfgs = self.init_cfg
-        if isinstance(cfgs, dict):
-            cfgs = [cfgs]
-        cfgs = list(cfgs or [])
+        cfgs = [cfgs] if isinstance(cfgs, dict) else list(cfgs or [])
         pretrained = [c for c in cfgs if c.get('type') == 'Pretrained']
         if not pretrained:
             super().init_weights()
@@ -333,87 +320,15 @@ class MobileMamba(BaseModule):
                         prefix: Optional[str] = None,
                         map_location: str = 'cpu',
                         strict: bool = False) -> LoadReport:
-        """Load weights from a checkpoint file, reporting mismatched keys.
-
-        Args:
-            filename (str): Local path or URL (anything mmengine's
-                ``CheckpointLoader`` reads).
-            prefix (str, optional): Keep only keys starting with it and strip
-                it, e.g. 'backbone.' for a classifier checkpoint. Defaults to
-                None.
-            map_location (str): Defaults to 'cpu'.
-            strict (bool): Raise instead of warning on any mismatch.
-                Defaults to False.
-
-        Returns:
-            LoadReport: The missing and unexpected keys.
-        """
-        checkpoint = CheckpointLoader.load_checkpoint(
-            filename, map_location=map_location)
-        state_dict = checkpoint
-        if isinstance(checkpoint, dict):
-            for key in ('state_dict', 'model'):
-                if isinstance(checkpoint.get(key), dict):
-                    state_dict = checkpoint[key]
-                    break
-        if prefix:
-            state_dict = {
-                k[len(prefix):]: v
-                for k, v in state_dict.items() if k.startswith(prefix)
-            }
-            if not state_dict:
-                raise KeyError(f'no key of checkpoint {filename} starts with '
-                               f'prefix {prefix!r}')
-        return self.load_state_dict_report(state_dict, strict=strict,
-                                           source=str(filename))
+        """Load weights from a checkpoint file, reporting mismatched keys
+        (:func:`mmmobilemamba.checkpoint.load_checkpoint`)."""
+        return load_checkpoint(self, filename, prefix=prefix,
+                               map_location=map_location, strict=strict)
 
     def load_state_dict_report(self,
                                state_dict: Dict[str, torch.Tensor],
                                strict: bool = False,
                                source: str = 'state_dict') -> LoadReport:
-        """``load_state_dict`` that reports (or, if strict, raises on)
-        missing and unexpected keys, and refuses a load that matches nothing.
-
-        Args:
-            state_dict (dict): Weights in this backbone's key layout.
-            strict (bool): Raise on any mismatch. Defaults to False.
-            source (str): Name of the weights' origin for messages.
-
-        Returns:
-            LoadReport: The missing and unexpected keys.
-        """
-        own = self.state_dict()
-        if not set(state_dict) & set(own):
-            hint = ''
-            if any(k.startswith(('patch_embed.', 'blocks1.'))
-                   for k in state_dict):
-                hint = (' It is in the released MobileMamba layout: convert '
-                        'it first with tools/model_converters/'
-                        'mobilemamba_to_mmpretrain.py.')
-            elif any(k.startswith('backbone.') for k in state_dict):
-                hint = " Its keys start with 'backbone.': pass that prefix."
-            raise KeyError(f'{source} shares no key with MobileMamba; nothing '
-                           f'would be loaded.{hint} First keys: '
-                           f'{sorted(state_dict)[:5]}')
-        missing, unexpected = self.load_state_dict(state_dict, strict=False)
-        report = LoadReport(sorted(missing), sorted(unexpected))
-        if report.missing_keys or report.unexpected_keys:
-            hint = ''
-            unexpected = report.unexpected_keys
-            if self.deploy and any('.bn.' in k for k in unexpected):
-                hint = (' The weights are unfused but the model was built '
-                        'with deploy=True; build it with deploy=False.')
-            elif not self.deploy and any(k.endswith('conv.bias')
-                                         for k in unexpected):
-                hint = (' The weights look BN-fused; build the model with '
-                        'deploy=True.')
-            message = (f'loading {source} into MobileMamba: '
-                       f'{len(report.missing_keys)} missing keys '
-                       f'{report.missing_keys}, '
-                       f'{len(report.unexpected_keys)} unexpected keys '
-                       f'{report.unexpected_keys}.{hint}')
-            if strict:
-                raise KeyError(message)
-            print_log(message, logger='current', level=30)
-            warnings.warn(message)
-        return report
+        """``load_state_dict`` with a key report
+        (:func:`mmmobilemamba.checkpoint.load_state_dict`)."""
+        return load_state_dict(self, state_dict, strict=strict, source=source)

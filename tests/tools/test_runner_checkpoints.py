@@ -1,0 +1,127 @@
+"""Real Runner checkpoints of a classification, a detection and a
+segmentation config load without trust: they need no global outside
+mmmobilemamba.checkpoint's allowlist, and they resume and test with the
+tools. Segmentation also checks that a test run that fails half-way leaves no
+--out folder behind."""
+import glob
+import os
+import os.path as osp
+import shutil
+
+import pytest
+
+from ..helpers import REPO, run_tool
+
+ENV = {'OMP_NUM_THREADS': '1', 'MMMOBILEMAMBA_TRUST_CHECKPOINTS': ''}
+
+
+def _cls_task(tiny_imagenet_folder, _):
+    opts = ['model.head.num_classes=10', 'data_preprocessor.num_classes=10',
+            'param_scheduler.0.end=1', 'param_scheduler.1.begin=1',
+            'train_dataloader.dataset.pipeline.1.transforms.0.0.scale=32',
+            'train_dataloader.dataset.pipeline.1.transforms.1.0.scale=32',
+            'val_dataloader.dataset.pipeline.1.scale=36',
+            'val_dataloader.dataset.pipeline.2.crop_size=32',
+            'test_dataloader.dataset.pipeline.1.scale=36',
+            'test_dataloader.dataset.pipeline.2.crop_size=32']
+    for split in ('train', 'val', 'test'):
+        root = tiny_imagenet_folder
+        opts += [f'{split}_dataloader.dataset.data_root={root}',
+                 f'{split}_dataloader.batch_size=40',
+                 f'{split}_dataloader.num_workers=0',
+                 f'{split}_dataloader.persistent_workers=False']
+    return ('configs/mobilemamba/mobilemamba-t2_8xb128_in1k.py', opts,
+            'epoch', 'accuracy/top1')
+
+
+def _det_task(_, tiny_coco):
+    import mmmobilemamba  # noqa: F401
+    from mmengine.config import Config
+
+    from mmmobilemamba.data_gen.coco import coco_cfg_options
+    config = 'configs/retinanet_mobilemamba_b1.py'
+    opts = coco_cfg_options(Config.fromfile(osp.join(REPO, config)),
+                            tiny_coco, (192, 128), num_workers=0)
+    opts.update({'model.backbone.init_cfg': None,
+                 'model.test_cfg.score_thr': 0.0,
+                 'train_cfg.val_interval': 100})
+    opts = [f'{k}={v}'.replace(' ', '') for k, v in opts.items()]
+    return config, opts, 'epoch', 'coco/bbox_mAP'
+
+
+def _seg_task(_, tiny_ade20k):
+    from mmengine.config import Config
+
+    from mmmobilemamba.data_gen import ade20k_cfg_options
+    config = 'configs/fpn_mobilemamba_b4-160k_ade20k-512x512.py'
+    cfg = Config.fromfile(osp.join(REPO, config), import_custom_modules=False)
+    opts = ade20k_cfg_options(cfg, tiny_ade20k, crop_size=128, num_workers=0)
+    opts['model.backbone.init_cfg'] = None
+    opts = [f'{k}={v}'.replace(' ', '') for k, v in opts.items()]
+    opts += ['train_dataloader.batch_size=2', 'train_cfg.val_interval=100',
+             'default_hooks.checkpoint.interval=1']
+    return config, opts, 'iter', 'mIoU'
+
+
+TASKS = {'cls': _cls_task, 'det': _det_task, 'seg': _seg_task}
+
+
+def _length(unit, n):
+    return (f'train_cfg.max_epochs={n}' if unit == 'epoch' else
+            f'train_cfg.max_iters={n}')
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('task', sorted(TASKS))
+def test_runner_checkpoint_resumes_and_tests_without_trust(
+        task, request, tmp_path):
+    pytest.importorskip({'cls': 'mmpretrain', 'det': 'mmdet',
+                         'seg': 'mmseg'}[task])
+    import torch
+
+    from mmmobilemamba.checkpoint import allowed_global_names
+    folder = request.getfixturevalue('tiny_imagenet_folder') \
+        if task == 'cls' else None
+    coco = request.getfixturevalue('tiny_coco') if task == 'det' else None
+    ade = request.getfixturevalue('tiny_ade20k') if task == 'seg' else None
+    config, opts, unit, metric = TASKS[task](folder, coco or ade)
+    work = str(tmp_path / 'work')
+    run_tool('tools/train.py', config, '--work-dir', work, '--cfg-options',
+             *opts, _length(unit, 1), env=ENV)
+    first = osp.join(work, f'{unit}_1.pth')
+    needed = set(torch.serialization.get_unsafe_globals_in_checkpoint(first))
+    assert needed <= allowed_global_names(), needed - allowed_global_names()
+
+    out = run_tool('tools/train.py', config, '--work-dir', work, '--resume',
+                   '--cfg-options', *opts, _length(unit, 2), env=ENV)
+    resumed = 'resumed epoch: 1,' if unit == 'epoch' else 'iter: 1\n'
+    assert resumed in out, out[-3000:]
+    last = osp.join(work, f'{unit}_2.pth')
+    assert osp.isfile(last)
+
+    out = run_tool('tools/test.py', config, last, '--work-dir',
+                   str(tmp_path / 'test'), '--cfg-options', *opts, env=ENV)
+    assert metric in out, out[-3000:]
+
+    if task == 'seg':
+        _seg_failure_leaves_no_out_folder(config, last, opts, ade, tmp_path)
+
+
+def _seg_failure_leaves_no_out_folder(config, ckpt, opts, ade, tmp_path):
+    """Prediction PNGs are written image by image: a failure at the last
+    image must not leave the first ones under the --out name."""
+    root = str(tmp_path / 'ade_broken')
+    shutil.copytree(ade, root)
+    victim = sorted(glob.glob(osp.join(root, 'images', 'validation',
+                                       '*.jpg')))[-1]
+    with open(victim, 'r+b') as f:
+        f.truncate(os.path.getsize(victim) // 2)
+    opts = [o.replace(ade, root) for o in opts] + [
+        'test_dataloader.batch_size=1']
+    dump = str(tmp_path / 'preds')
+    code, out = run_tool('tools/test.py', config, ckpt, '--work-dir',
+                         str(tmp_path / 'test2'), '--out', dump,
+                         '--cfg-options', *opts, env=ENV, check=False)
+    assert code != 0 and f'cannot read image {victim}' in out, out[-3000:]
+    assert not osp.exists(dump)
+    assert not glob.glob(str(tmp_path / '.preds*'))
