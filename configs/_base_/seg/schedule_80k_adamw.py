@@ -23,7 +23,9 @@ default_hooks = dict(
     timer=dict(type='IterTimerHook'),
     logger=dict(type='LoggerHook', interval=50, log_metric_by_epoch=False),
     param_scheduler=dict(type='ParamSchedulerHook'),
-    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=8000),
+    # atomic checkpoint writes; random states saved and restored
+    checkpoint=dict(
+        type='ResumableCheckpointHook', by_epoch=False, interval=8000),
     sampler_seed=dict(type='DistSamplerSeedHook'),
     # draws nothing unless enabled (tools/test.py --show-dir); then every
     # image (mmseg's default interval of 50 skips most of a small val set)
