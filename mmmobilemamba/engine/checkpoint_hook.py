@@ -9,6 +9,7 @@ from mmengine.dist import all_gather_object, get_rank, get_world_size
 from mmengine.dist import is_main_process
 from mmengine.hooks import CheckpointHook
 from mmengine.registry import HOOKS
+from mmengine.runner import BaseLoop
 
 from .atomic_io import atomic_write_text, remove_stale_tmp_files
 from .rng import get_rng_state, set_rng_state
@@ -21,6 +22,13 @@ RESUME_TMPL = 'resume_iter_{}.pth'
 
 def _is_remote(path: Optional[str]) -> bool:
     return path is not None and '://' in str(path)
+
+
+def _built_train_loop(runner):
+    """The train loop if training built it (``runner.train_loop`` would
+    build one from the config)."""
+    loop = getattr(runner, '_train_loop', None)
+    return loop if isinstance(loop, BaseLoop) else None
 
 
 @HOOKS.register_module()
@@ -106,7 +114,9 @@ class ResumableCheckpointHook(CheckpointHook):
             # a save that did not come through this hook runs on the main
             # process only: no collective here
             self._rng_states = [get_rng_state()]
-        loop = runner.train_loop
+        loop = _built_train_loop(runner)
+        if loop is None:  # not saved by training
+            return
         epoch, batch = loop.epoch, getattr(loop, 'next_batch', 0)
         if batch >= len(loop.dataloader):  # saved at the end of an epoch
             epoch, batch = epoch + 1, 0
@@ -196,9 +206,9 @@ class ResumableCheckpointHook(CheckpointHook):
     # ---- resuming ------------------------------------------------------
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         state = checkpoint.get(RESUME_KEY)
-        if not runner._resume or state is None:
+        loop = _built_train_loop(runner)
+        if not runner._resume or state is None or loop is None:
             return
-        loop = runner.train_loop
         if hasattr(loop, 'resume_at'):
             loop.resume_at(state['epoch'], state['batch'])
         elif state['batch']:

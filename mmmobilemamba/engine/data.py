@@ -114,12 +114,15 @@ class ResumableBatchSampler(Sampler):
 
     def __iter__(self) -> Iterator[List[Tuple[int, int]]]:
         skip, self._skip = self._skip, 0
+        # the sampler's own epoch tells apart the passes of an iteration-
+        # based loop, which does not call set_position between them
+        pass_id = getattr(self.sampler, 'epoch', 0)
         position = 0
         for i, batch in enumerate(self.batch_sampler):
             if i >= skip:
                 yield [(int(index),
-                        derive_seed(self.seed, self.epoch, self.rank,
-                                    position + j))
+                        derive_seed(self.seed, self.epoch, pass_id,
+                                    self.rank, position + j))
                        for j, index in enumerate(batch)]
             position += len(batch)
 

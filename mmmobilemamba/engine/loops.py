@@ -1,9 +1,11 @@
-"""An epoch-based training loop that can resume in the middle of an epoch."""
+"""Training loops that resume exactly: epoch-based ones also in the middle
+of an epoch."""
 import copy
 from typing import Dict, List, Optional, Tuple, Union
 
 from mmengine.registry import LOOPS
-from mmengine.runner import EpochBasedTrainLoop
+from mmengine.runner import EpochBasedTrainLoop, IterBasedTrainLoop
+from mmengine.runner.loops import _InfiniteDataloaderIterator
 from torch.utils.data import DataLoader
 
 from .data import ResumableBatchSampler
@@ -103,3 +105,42 @@ class ResumableEpochBasedTrainLoop(EpochBasedTrainLoop):
             data_batch=data_batch,
             outputs=outputs)
         self._iter += 1
+
+
+@LOOPS.register_module()
+class ResumableIterBasedTrainLoop(IterBasedTrainLoop):
+    """mmengine's IterBasedTrainLoop with per-sample seeded data.
+
+    On resume mmengine replays the dataloader up to the checkpoint's
+    iteration; with augmentation seeded by position
+    (:mod:`mmmobilemamba.engine.data`) the replay and everything after it
+    load exactly what the uninterrupted run loaded.
+
+    Arguments are IterBasedTrainLoop's. A dataloader config is changed by
+    :func:`resumable_dataloader_cfg`.
+    """
+
+    def __init__(self,
+                 runner,
+                 dataloader: Union[DataLoader, Dict],
+                 max_iters: int,
+                 val_begin: int = 1,
+                 val_interval: int = 1000,
+                 dynamic_intervals: Optional[List[Tuple[int, int]]] = None
+                 ) -> None:
+        if isinstance(dataloader, dict):
+            dataloader = resumable_dataloader_cfg(dataloader)
+        super().__init__(runner, dataloader, max_iters, val_begin,
+                         val_interval, dynamic_intervals)
+        sampler = getattr(self.dataloader, 'batch_sampler', None)
+        self._batch_sampler = sampler if isinstance(
+            sampler, ResumableBatchSampler) else None
+
+    def run(self):
+        """Train; the data seeds use the run's seed, which a resume may have
+        taken from the checkpoint after this loop was built."""
+        if self._batch_sampler is not None:
+            self._batch_sampler.set_position(self.runner.seed, 0)
+            self.dataloader_iterator = _InfiniteDataloaderIterator(
+                self.dataloader)
+        return super().run()

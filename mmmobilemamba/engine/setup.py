@@ -2,12 +2,18 @@
 from typing import List
 
 _STOCK_HOOKS = ('CheckpointHook', 'mmengine.CheckpointHook')
-_STOCK_LOOPS = ('EpochBasedTrainLoop', 'mmengine.EpochBasedTrainLoop')
+_STOCK_LOOPS = {
+    'EpochBasedTrainLoop': 'ResumableEpochBasedTrainLoop',
+    'mmengine.EpochBasedTrainLoop': 'ResumableEpochBasedTrainLoop',
+    'IterBasedTrainLoop': 'ResumableIterBasedTrainLoop',
+    'mmengine.IterBasedTrainLoop': 'ResumableIterBasedTrainLoop',
+}
 
 
 def make_resumable(cfg) -> List[str]:
-    """Use ResumableCheckpointHook and ResumableEpochBasedTrainLoop where a
-    config names mmengine's CheckpointHook and EpochBasedTrainLoop.
+    """Use ResumableCheckpointHook and the Resumable*TrainLoop where a config
+    names mmengine's CheckpointHook and EpochBasedTrainLoop or
+    IterBasedTrainLoop.
 
     Both accept the stock classes' arguments and behave the same apart
     from crash safety and what a checkpoint holds, so the config's meaning
@@ -28,11 +34,11 @@ def make_resumable(cfg) -> List[str]:
                        'ResumableCheckpointHook')
     train_cfg = cfg.get('train_cfg')
     if isinstance(train_cfg, dict):
-        stock = train_cfg.get('type') in _STOCK_LOOPS or (
-            'type' not in train_cfg and train_cfg.get('by_epoch', False))
-        if stock:
-            train_cfg.pop('by_epoch', None)
-            train_cfg['type'] = 'ResumableEpochBasedTrainLoop'
-            changes.append('train_cfg: EpochBasedTrainLoop -> '
-                           'ResumableEpochBasedTrainLoop')
+        stock = train_cfg.get('type')
+        if stock is None and 'by_epoch' in train_cfg:
+            stock = ('EpochBasedTrainLoop'
+                     if train_cfg.pop('by_epoch') else 'IterBasedTrainLoop')
+        if stock in _STOCK_LOOPS:
+            train_cfg['type'] = _STOCK_LOOPS[stock]
+            changes.append(f'train_cfg: {stock} -> {_STOCK_LOOPS[stock]}')
     return changes

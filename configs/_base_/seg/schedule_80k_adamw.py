@@ -16,7 +16,10 @@ param_scheduler = [
         end=80000,
         by_epoch=False)
 ]
-train_cfg = dict(type='IterBasedTrainLoop', max_iters=80000, val_interval=8000)
+# IterBasedTrainLoop whose data augmentation is seeded per sample, so that a
+# resumed run continues exactly (mmmobilemamba.engine)
+train_cfg = dict(
+    type='ResumableIterBasedTrainLoop', max_iters=80000, val_interval=8000)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
 default_hooks = dict(
