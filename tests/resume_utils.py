@@ -12,10 +12,11 @@ ENV = dict(PYTHONPATH=os.pathsep.join(
     p for p in (REPO, os.environ.get('PYTHONPATH')) if p))
 
 
-def train(config, work_dir, options, *extra, check=True):
+def train(config, work_dir, options, *extra, check=True, env=None):
     """tools/train.py CONFIG --work-dir DIR [extra] --cfg-options ..."""
     return run_tool('tools/train.py', config, '--work-dir', work_dir,
-                    *extra, '--cfg-options', *options, env=ENV, check=check)
+                    *extra, '--cfg-options', *options,
+                    env=dict(ENV, **(env or {})), check=check)
 
 
 def load(path):
@@ -33,7 +34,8 @@ def assert_same_weights(ckpt_a, ckpt_b):
         differ = [k for k in a[key] if not torch.equal(a[key][k], b[key][k])]
         assert not differ, f'{key}: {len(differ)} tensors differ, e.g. ' \
             f'{differ[:3]} ({ckpt_a} vs {ckpt_b})'
-    opt_a, opt_b = a['optimizer']['state'], b['optimizer']['state']
+    opt_a = a['optimizer'].get('state', a['optimizer'])
+    opt_b = b['optimizer'].get('state', b['optimizer'])
     assert opt_a.keys() == opt_b.keys()
     for k in opt_a:
         for name, value in opt_a[k].items():
