@@ -2,7 +2,8 @@
 
 Importing the package applies the stack's compatibility fixes
 (:mod:`mmmobilemamba.compat`) and registers the project's modules in the
-MODELS registry of every installed toolbox (:mod:`mmmobilemamba.registry`).
+MODELS registry of every installed toolbox (:mod:`mmmobilemamba.registry`),
+and the training machinery of :mod:`mmmobilemamba.engine` in mmengine's.
 Configs reach it with::
 
     custom_imports = dict(imports=['mmmobilemamba'], allow_failed_imports=False)
@@ -10,7 +11,7 @@ Configs reach it with::
 ``mmmobilemamba.ops`` needs only torch, and ``mmmobilemamba.models`` torch and
 mmengine, so the GPU path can be checked without the OpenMMLab toolboxes.
 """
-from . import compat
+from . import compat, engine  # engine: hooks, loops, EMA in mmengine
 from .registry import register_all
 from .version import __version__
 

@@ -12,6 +12,8 @@
 # A missing checkpoint stops the run before training starts. The teacher is
 # not saved: a checkpoint of this run tests and deploys with the plain config
 #     python tools/test.py configs/mobilemamba/mobilemamba-b1_8xb128_in1k.py CKPT
+# Batch: as the plain config, lr 3e-3 for a total batch of 8 x 128 = 1024;
+# for another total batch B add --auto-scale-lr (lr * B / 1024).
 _base_ = './mobilemamba-b1_8xb128_in1k.py'
 
 model = dict(

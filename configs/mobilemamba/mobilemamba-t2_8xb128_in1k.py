@@ -3,7 +3,9 @@
 # The same file runs on one process or many:
 #     python tools/train.py configs/mobilemamba/mobilemamba-t2_8xb128_in1k.py
 #     bash tools/dist_train.sh configs/mobilemamba/mobilemamba-t2_8xb128_in1k.py 8
-# (the lr follows the real total batch through auto_scale_lr).
+# The lr (3e-3) is for a total batch of 8 x 128 = 1024 and is used as
+# written; for another total batch B (processes x batch_size) add
+# --auto-scale-lr to scale it to 3e-3 * B / 1024.
 _base_ = [
     '../_base_/models/mobilemamba-t2.py',
     '../_base_/datasets/imagenet_bs128_mobilemamba.py',

@@ -3,7 +3,9 @@
 ``tools/train.py`` and ``tools/test.py`` are one pair for classification,
 detection and segmentation: the config's ``default_scope`` ('mmpretrain',
 'mmdet' or 'mmseg') decides which toolbox's conventions apply where they
-differ (visualisation hooks, result dumping).
+differ (visualisation hooks, result dumping). Every training run gets the
+crash-safe checkpoint hook and, when epoch-based, the loop that resumes
+inside an epoch (:func:`mmmobilemamba.engine.make_resumable`).
 """
 import os.path as osp
 import warnings
@@ -11,7 +13,9 @@ from typing import Optional
 
 import torch
 from mmengine.config import Config
+from mmengine.logging import print_log
 
+from ..engine import make_resumable
 from .data_checks import check_dataset_paths
 from .dist import setup_distributed
 
@@ -92,7 +96,9 @@ def prepare_train_config(config: str,
         resume (str, optional): 'auto' resumes from the latest checkpoint in
             work_dir; a path resumes from that checkpoint.
         amp (bool): Mixed precision (needs a GPU). Defaults to False.
-        auto_scale_lr (bool): Scale the lr by the actual batch size.
+        auto_scale_lr (bool): Scale the lr by the real total batch size
+            (``auto_scale_lr.base_batch_size`` in the config). Configs
+            declare it but leave it off: a given lr is used as given.
         cfg_options (dict, optional): ``--cfg-options`` overrides.
         launcher (str): 'none', 'pytorch' or 'slurm'. Defaults to 'none'.
     """
@@ -120,6 +126,8 @@ def prepare_train_config(config: str,
             raise ValueError('--auto-scale-lr needs `auto_scale_lr = dict('
                              'base_batch_size=...)` in the config')
         cfg.auto_scale_lr.enable = True
+    for change in make_resumable(cfg):
+        print_log(f'crash-safe training: {change}', logger='current')
     setup_distributed(cfg, launcher)
     _single_process_adjustments(cfg, launcher)
     check_dataset_paths(cfg, splits=('train', 'val'))

@@ -83,10 +83,10 @@ def _top1(out):
 def test_train_resume_test_plain_config(digits_root, tmp_path):
     work = str(tmp_path / 'work')
     out = run_tool('tools/train.py', PLAIN, '--work-dir', work,
-                   '--cfg-options', *_opts(digits_root, 2))
+                   '--auto-scale-lr', '--cfg-options', *_opts(digits_root, 2))
     assert osp.isfile(osp.join(work, 'epoch_2.pth'))
     assert 'AmpOptimWrapper' in out or torch.cuda.is_available()
-    # 40 images / 8 = 5 iterations; the lr follows the batch (8 / 1024)
+    # 40 images / 8 = 5 iterations; --auto-scale-lr: lr * 8 / 1024
     assert 'Scaling the original LR by 0.0078125' in out, out[-3000:]
     assert 'loss_kd' not in out
 

@@ -3,7 +3,10 @@
 # 12 epochs, AdamW lr 2e-4, weight decay 0.05 (none on norm layers), gradient
 # clipping at 0.1, linear warm-up over 500 iterations, then constant until
 # epoch 6 and cosine decay to 0 over epochs 6-12. Batch 16 = 8 GPUs x 2.
-train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=12, val_interval=1)
+# EpochBasedTrainLoop that can also resume inside an epoch (checkpoints
+# every N iterations: --cfg-options default_hooks.checkpoint.resume_interval=N)
+train_cfg = dict(
+    type='ResumableEpochBasedTrainLoop', max_epochs=12, val_interval=1)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
 

@@ -2,12 +2,13 @@
 # 300 epochs, AdamW 3e-3 for a
 # total batch of 1024 (8 x 128), weight decay 0.05 except on 1-D parameters
 # and biases, 20 linear warm-up epochs then cosine, both per iteration; AMP,
-# gradient clipping at 5, EMA 0.9998 per iteration.
+# gradient clipping at 5, EMA 0.9998 per iteration (with a warm-up).
 #
-# The lr is scaled by (real total batch) / 1024 (`auto_scale_lr` is on), so
-# the config runs unchanged on one process or many. The warm-up start and
-# the cosine floor are ratios of the lr (3e-6 and 3e-5 at 3e-3), so scaling
-# keeps them consistent.
+# The lr is used as written. For another total batch B (processes x
+# batch_size), scale it linearly: `tools/train.py --auto-scale-lr` multiplies
+# it by B / 1024 (`auto_scale_lr` below), or set
+# optim_wrapper.optimizer.lr=3e-3*B/1024 yourself. The warm-up start and the
+# cosine floor are ratios of the lr (3e-6 and 3e-5 at 3e-3), so they follow.
 base_lr = 3e-3
 optim_wrapper = dict(
     # on a machine without CUDA, tools/train.py swaps this for OptimWrapper
@@ -39,18 +40,24 @@ param_scheduler = [
         convert_to_iter_based=True),
 ]
 
-train_cfg = dict(by_epoch=True, max_epochs=300, val_interval=1)
+# epoch-based, and resumable in the middle of an epoch (mmmobilemamba.engine)
+train_cfg = dict(
+    type='ResumableEpochBasedTrainLoop', max_epochs=300, val_interval=1)
 val_cfg = dict()
 test_cfg = dict()
 
-auto_scale_lr = dict(base_batch_size=1024, enable=True)
+# mmpretrain's convention: declared, enabled only by --auto-scale-lr
+auto_scale_lr = dict(base_batch_size=1024)
 
 # EMA of the weights and BN statistics, updated every iteration; validation
-# and saved checkpoints use the EMA weights (the release reports the
-# EMA's accuracy). momentum = 1 - 0.9998.
+# and saved checkpoints use the EMA weights (the release reports
+# the EMA's accuracy). momentum = 1 - 0.9998. WarmupEMA's decay starts small and
+# reaches 0.9998 after ~45k iterations (of 375k at batch 1024), so a short
+# run averages its recent weights instead of the initialisation.
 custom_hooks = [
     dict(
         type='EMAHook',
+        ema_type='WarmupEMA',
         momentum=2e-4,
         update_buffers=True,
         priority='ABOVE_NORMAL')

@@ -16,14 +16,19 @@ param_scheduler = [
         end=80000,
         by_epoch=False)
 ]
-train_cfg = dict(type='IterBasedTrainLoop', max_iters=80000, val_interval=8000)
+# IterBasedTrainLoop whose data augmentation is seeded per sample, so that a
+# resumed run continues exactly (mmmobilemamba.engine)
+train_cfg = dict(
+    type='ResumableIterBasedTrainLoop', max_iters=80000, val_interval=8000)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
 default_hooks = dict(
     timer=dict(type='IterTimerHook'),
     logger=dict(type='LoggerHook', interval=50, log_metric_by_epoch=False),
     param_scheduler=dict(type='ParamSchedulerHook'),
-    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=8000),
+    # atomic checkpoint writes; random states saved and restored
+    checkpoint=dict(
+        type='ResumableCheckpointHook', by_epoch=False, interval=8000),
     sampler_seed=dict(type='DistSamplerSeedHook'),
     # draws nothing unless enabled (tools/test.py --show-dir); then every
     # image (mmseg's default interval of 50 skips most of a small val set)

@@ -13,6 +13,9 @@
 # 35% of a digit, RandAugment at magnitude 5 instead of 9, Mixup/CutMix on
 # half of the batches instead of all, and no horizontal flip (a mirrored
 # digit is not that digit).
+#
+# The lr (2e-3) is for one process of 32 images; for another total batch B
+# add --auto-scale-lr (lr * B / 32).
 _base_ = '../mobilemamba-t2_8xb128_in1k.py'
 
 data_root = 'data/digits32'

@@ -2,6 +2,8 @@
 # mmpretrain's stock ResNet-18, unchanged but for 10 classes, trained on the
 # same 32 px digit scans as mobilemamba-t2_1xb32_digits-32px.py with a
 # plain recipe (crops, AdamW, cosine, cross-entropy).
+# The lr (2e-3) is for one process of 64 images; for another total batch B
+# add --auto-scale-lr (lr * B / 64).
 _base_ = [
     'mmpretrain::_base_/models/resnet18.py',
     '../../_base_/default_runtime_cls.py',
@@ -73,6 +75,7 @@ param_scheduler = [
          begin=1, convert_to_iter_based=True),
 ]
 train_cfg = dict(by_epoch=True, max_epochs=10, val_interval=5)
+auto_scale_lr = dict(base_batch_size=64)
 val_cfg = dict()
 test_cfg = dict()
 default_hooks = dict(
