@@ -250,7 +250,8 @@ _READ_ERRORS = (RuntimeError, EOFError, OSError, ValueError, KeyError,
 # map_location on a CPU machine, pass through unchanged).
 _DAMAGED = re.compile(r'PytorchStreamReader|zip archive|central directory|'
                       r'unexpected EOF|corrupt|file is too short|'
-                      r'invalid load key|magic number', re.IGNORECASE)
+                      r'invalid load key|magic number|Invalid argument',
+                      re.IGNORECASE)
 
 
 def _raise_if_corrupt(filename: str, err: Exception) -> None:

@@ -1,5 +1,6 @@
 """tools/train.py and tools/test.py with untrusted, trusted and truncated
 checkpoints: the crafted payload never runs unless --trust-checkpoint."""
+import os
 import os.path as osp
 
 import pytest
@@ -49,6 +50,7 @@ def test_test_tool_refuses_then_trusts(stock_payload, tiny_imagenet_folder,
 
     out = run_tool(*args, '--trust-checkpoint', env=UNTRUSTED)
     assert 'accuracy/top1' in out and osp.exists(marker)
+    os.rmdir(marker)  # the fixture is shared with the refusal tests
 
 
 @pytest.mark.parametrize('how', ['--resume', 'load_from'])
