@@ -420,119 +420,31 @@ def _cast(grad: Optional[torch.Tensor], like: Optional[torch.Tensor]):
     return grad.reshape(like.shape).to(like.dtype)
 
 
-class _ScanFnBase(torch.autograd.Function):
-    """Shared forward/backward; subclasses fix the argument layout."""
-
-    @staticmethod
-    def _problem(u, delta, A, B, C, D, z, delta_bias, delta_softplus
-                 ) -> _Problem:
-        raise NotImplementedError
-
-    @classmethod
-    def _run_forward(cls, ctx, u, delta, A, B, C, D, z, delta_bias,
-                     delta_softplus, return_last_state, grad_enabled):
-        ctx.set_materialize_grads(False)
-        ctx.delta_softplus = delta_softplus
-        ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias)
-        prob = cls._problem(u, delta, A, B, C, D, z, delta_bias,
-                            delta_softplus)
-        # A problem of one slab would recompute exactly the buffers filled
-        # here, so _forward hands them to the backward pass instead (at
-        # most three slabs' worth, ~4 MiB each in fp32). Larger problems
-        # recompute slab by slab, which keeps their memory to a slab.
-        keep = (grad_enabled and any(ctx.needs_input_grad)
-                and not prob.recording)
-        y, last, ctx.kept_states = _forward(prob, return_last_state, keep)
-        y = y.flatten(1, 2).to(u.dtype)
-        if last is None:
-            return y
-        return y, last.flatten(1, 2).to(u.dtype)
-
-    @classmethod
-    def _run_backward(cls, ctx, gy, g_last):
-        u, delta, A, B, C, D, z, delta_bias = ctx.saved_tensors
-        prob = cls._problem(u, delta, A, B, C, D, z, delta_bias,
-                            ctx.delta_softplus)
-        # The backward pass overwrites the kept states: a second backward
-        # (retain_graph=True) recomputes them.
-        kept, ctx.kept_states = ctx.kept_states, None
-        grads = _backward(prob, gy, g_last, kept)
-        gu, g_delta, gA, gB, gC, gD, gz, g_bias = grads
-        if gD is not None:  # both directions' D get the same gradient
-            gD = gD.flatten().repeat(prob.shape[1])
-        if g_bias is not None:
-            g_bias = g_bias.flatten()
-        return (_cast(gu, u), _cast(g_delta, delta), _cast(gA, A),
-                _cast(gB, B), _cast(gC, C), _cast(gD, D), _cast(gz, z),
-                _cast(g_bias, delta_bias))
+def _reverse_flags(k_dirs: int) -> Tuple[bool, ...]:
+    return tuple(k % 2 == 1 for k in range(k_dirs))
 
 
-class SelectiveScanFn(_ScanFnBase):
-    """One-direction selective scan; arguments as :func:`selective_scan`."""
-
-    @staticmethod
-    def _problem(u, delta, A, B, C, D, z, delta_bias, delta_softplus):
-        if B.dim() == 3:
-            B, C = B[:, None], C[:, None]
-        lift = lambda t: None if t is None else t[None]  # noqa: E731
-        return _Problem(u, delta[:, None], A[None], B[:, None], C[:, None],
-                        lift(D), z, lift(delta_bias), delta_softplus,
-                        reverse=(False, ))
-
-    @staticmethod
-    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_softplus,
-                return_last_state, grad_enabled):
-        return SelectiveScanFn._run_forward(ctx, u, delta, A, B, C, D, z,
-                                            delta_bias, delta_softplus,
-                                            return_last_state, grad_enabled)
-
-    @staticmethod
-    def backward(ctx, gy, g_last=None):
-        return SelectiveScanFn._run_backward(ctx, gy, g_last) + (None, ) * 3
+def torch_forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus: bool,
+                  return_last_state: bool):
+    """The ``'torch'`` implementation of the scan operator (its layout:
+    delta (b, K, d, L), A (K, d, N), B/C (b, K, G, N, L), D/bias (K, d)).
+    Returns y and direction 0's last state (or None) in u's dtype."""
+    prob = _Problem(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
+                    _reverse_flags(delta.shape[1]))
+    y, last, _ = _forward(prob, return_last_state, keep_states=False)
+    y = y.flatten(1, 2).to(u.dtype)
+    return y, (None if last is None else last.flatten(1, 2).to(u.dtype))
 
 
-class BidirectionalSelectiveScanFn(_ScanFnBase):
-    """SS2D's two-direction scan; arguments as
-    :func:`selective_scan_bidirectional` (direction 1 runs backwards)."""
-
-    @staticmethod
-    def _problem(u, delta, A, B, C, D, z, delta_bias, delta_softplus):
-        dim = u.shape[1]
-        per_dir = lambda t: None if t is None else t.view(2, dim)  # noqa
-        return _Problem(u, delta, A.view(2, dim, A.shape[-1]), B[:, :, None],
-                        C[:, :, None], per_dir(D), None, per_dir(delta_bias),
-                        delta_softplus, reverse=(False, True))
-
-    @staticmethod
-    def forward(ctx, u, delta, A, B, C, D, delta_bias, delta_softplus,
-                grad_enabled):
-        return BidirectionalSelectiveScanFn._run_forward(
-            ctx, u, delta, A, B, C, D, None, delta_bias, delta_softplus,
-            False, grad_enabled)
-
-    @staticmethod
-    def backward(ctx, gy):
-        grads = BidirectionalSelectiveScanFn._run_backward(ctx, gy, None)
-        gu, g_delta, gA, gB, gC, gD, _, g_bias = grads
-        return gu, g_delta, gA, gB, gC, gD, g_bias, None, None
-
-
-# torch.compile treats the op as opaque (a graph break) instead of tracing
-# its Python loops over slabs and chunks; the model around it still compiles.
-@torch.compiler.disable
-def selective_scan_torch(u, delta, A, B, C, D=None, z=None, delta_bias=None,
-                         delta_softplus=False, return_last_state=False):
-    """The ``'torch'`` backend of :func:`selective_scan`."""
-    # (inside forward, grad mode is always off: it is read here)
-    return SelectiveScanFn.apply(u, delta, A, B, C, D, z, delta_bias,
-                                 delta_softplus, return_last_state,
-                                 torch.is_grad_enabled())
-
-
-@torch.compiler.disable
-def selective_scan_bidirectional_torch(u, delta, A, B, C, D=None,
-                                       delta_bias=None, delta_softplus=True):
-    """The ``'torch'`` backend of :func:`selective_scan_bidirectional`."""
-    return BidirectionalSelectiveScanFn.apply(u, delta, A, B, C, D,
-                                              delta_bias, delta_softplus,
-                                              torch.is_grad_enabled())
+def torch_backward(gy, g_last, u, delta, A, B, C, D, z, delta_bias,
+                   delta_softplus: bool):
+    """Gradients of every input of :func:`torch_forward` (None for absent
+    inputs), recomputing the states slab by slab."""
+    prob = _Problem(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
+                    _reverse_flags(delta.shape[1]))
+    gu, g_delta, gA, gB, gC, gD, gz, g_bias = _backward(prob, gy, g_last)
+    if gD is not None:  # every direction's D gets the summed skip's grad
+        gD = gD.flatten().expand(D.shape[0], -1).contiguous()
+    return (_cast(gu, u), _cast(g_delta, delta), _cast(gA, A), _cast(gB, B),
+            _cast(gC, C), _cast(gD, D), _cast(gz, z), _cast(g_bias,
+                                                           delta_bias))
