@@ -237,8 +237,8 @@ def main(argv: Optional[List[str]] = None) -> None:
         torch.set_num_threads(args.threads)
     backends = args.backends or [b for b in available_backends(args.device)
                                  if b != 'export']
-    if 'ref' not in backends:
-        backends = ['ref'] + backends
+    # ref first: every ratio is against it
+    backends = ['ref'] + [b for b in backends if b != 'ref']
     print(f'device={args.device} threads={torch.get_num_threads()} '
           f'torch={torch.__version__} backends={backends}'
           + (f' cpp-isa={CPP_EXT.isa()}' if CPP_EXT is not None else ''))

@@ -167,20 +167,34 @@ struct Task {
         S[j * CB + c] = static_cast<acc_t>(dp[t]);
       }
     }
+    if (p.softplus)
+      prepare<true>(tl);
+    else
+      prepare<false>(tl);
+  }
+
+  // dt, dt * u and softplus' of a loaded tile; pad lanes keep dt = 0.
+  template <bool SOFTPLUS>
+  SCAN_INLINE void prepare(int64_t tl) {
+    acc_t* __restrict__ s = S;
+    acc_t* __restrict__ dt = DT;
+    acc_t* __restrict__ x = X;
+    acc_t* __restrict__ sig = SIG;
+    const acc_t* __restrict__ u = U;
+    const acc_t* __restrict__ bias = biask;
+    acc_t keep[CB];
+    for (int64_t c = 0; c < CB; ++c) keep[c] = c < cb ? acc_t(1) : acc_t(0);
     for (int64_t j = 0; j < tl; ++j) {
-      acc_t* s = S + j * CB;
-      acc_t* dt = DT + j * CB;
-      acc_t* x = X + j * CB;
-      acc_t* sig = SIG + j * CB;
-      const acc_t* u = U + j * CB;
 #pragma omp simd
       for (int64_t c = 0; c < CB; ++c) {
-        const acc_t sv = c < cb ? s[c] + biask[c] : acc_t(0);
+        const int64_t i = j * CB + c;
+        const acc_t sv = s[i] + bias[c];
         acc_t d = sv, ds = acc_t(1);
-        if (p.softplus) softplus_(sv, d, ds);
-        dt[c] = c < cb ? d : acc_t(0);
-        x[c] = dt[c] * (c < cb ? u[c] : acc_t(0));
-        sig[c] = ds;
+        if constexpr (SOFTPLUS) softplus_(sv, d, ds);
+        d *= keep[c];
+        dt[i] = d;
+        x[i] = d * u[i];
+        sig[i] = ds;
       }
     }
   }
@@ -190,33 +204,38 @@ struct Task {
 // Optionally accumulate y (time, channel) += C h, and keep every state
 // (HS: (tl + 1, N, CB), HS[0] = the state entering the tile) and decay
 // (AS: (tl, N, CB)).
-template <typename scalar_t, typename acc_t>
+// (HAS_Y / KEEP are template flags so that the inner loop has no
+// conditional stores, which would stop it from being vectorised.)
+template <bool HAS_Y, bool KEEP, typename scalar_t, typename acc_t>
 SCAN_INLINE void recur_tile(Task<scalar_t, acc_t>& tk, int64_t k, int64_t p0,
-                            int64_t tl, acc_t* h, acc_t* Y, acc_t* HS,
-                            acc_t* AS) {
+                            int64_t tl, acc_t* __restrict__ h,
+                            acc_t* __restrict__ Y, acc_t* __restrict__ HS,
+                            acc_t* __restrict__ AS) {
   const int64_t N = tk.p.N, L = tk.p.length;
-  if (HS)
+  if (KEEP)
     for (int64_t i = 0; i < N * CB; ++i) HS[i] = h[i];
   for (int64_t j = 0; j < tl; ++j) {
     const int64_t t = tk.time(k, p0 + j);
-    const acc_t* dt = tk.DT + j * CB;
-    const acc_t* x = tk.X + j * CB;
-    acc_t* y = Y ? Y + j * CB : nullptr;
+    const acc_t* __restrict__ dt = tk.DT + j * CB;
+    const acc_t* __restrict__ x = tk.X + j * CB;
+    acc_t* __restrict__ y = HAS_Y ? Y + j * CB : nullptr;
     for (int64_t n = 0; n < N; ++n) {
       const acc_t bv = static_cast<acc_t>(tk.Bk[n * L + t]);
       const acc_t cv = static_cast<acc_t>(tk.Ck[n * L + t]);
-      acc_t* hn = h + n * CB;
-      const acc_t* an = tk.Ak + n * CB;
-      acc_t* hs = HS ? HS + ((j + 1) * N + n) * CB : nullptr;
-      acc_t* as = AS ? AS + (j * N + n) * CB : nullptr;
+      acc_t* __restrict__ hn = h + n * CB;
+      const acc_t* __restrict__ an = tk.Ak + n * CB;
+      acc_t* __restrict__ hs = KEEP ? HS + ((j + 1) * N + n) * CB : nullptr;
+      acc_t* __restrict__ as = KEEP ? AS + (j * N + n) * CB : nullptr;
 #pragma omp simd
       for (int64_t c = 0; c < CB; ++c) {
         const acc_t a = exp_(dt[c] * an[c]);
         const acc_t hv = a * hn[c] + x[c] * bv;
         hn[c] = hv;
-        if (y) y[c] += cv * hv;
-        if (hs) hs[c] = hv;
-        if (as) as[c] = a;
+        if constexpr (HAS_Y) y[c] += cv * hv;
+        if constexpr (KEEP) {
+          hs[c] = hv;
+          as[c] = a;
+        }
       }
     }
   }
@@ -242,7 +261,7 @@ void forward(const Problem<scalar_t, acc_t>& p, scalar_t* y_out,
           const int64_t tl = std::min<int64_t>(TT, L - p0);
           tk.load_tile(k, p0, tl);
           std::fill(Y.begin(), Y.end(), acc_t(0));
-          recur_tile<scalar_t, acc_t>(tk, k, p0, tl, h.data(), Y.data(), nullptr, nullptr);
+          recur_tile<true, false, scalar_t, acc_t>(tk, k, p0, tl, h.data(), Y.data(), nullptr, nullptr);
           for (int64_t c = 0; c < tk.cb; ++c) {
             acc_t* ya = yacc.data() + c * L;
             for (int64_t j = 0; j < tl; ++j) ya[tk.time(k, p0 + j)] += Y[j * CB + c];
@@ -326,8 +345,10 @@ void backward(const Problem<scalar_t, acc_t>& p, const scalar_t* gy,
           std::copy(h.begin(), h.end(), ck.begin() + (k * ntiles + it) * N * CB);
           tk.load_tile(k, p0, tl);
           if (p.z) std::fill(Y.begin(), Y.end(), acc_t(0));
-          recur_tile<scalar_t, acc_t>(tk, k, p0, tl, h.data(), p.z ? Y.data() : nullptr,
-                     nullptr, nullptr);
+          if (p.z)
+            recur_tile<true, false, scalar_t, acc_t>(tk, k, p0, tl, h.data(), Y.data(), nullptr, nullptr);
+          else
+            recur_tile<false, false, scalar_t, acc_t>(tk, k, p0, tl, h.data(), nullptr, nullptr, nullptr);
           if (p.z)
             for (int64_t c = 0; c < cb; ++c) {
               acc_t* ya = yacc.data() + c * L;
@@ -375,7 +396,7 @@ void backward(const Problem<scalar_t, acc_t>& p, const scalar_t* gy,
           tk.load_tile(k, p0, tl);
           std::copy(ck.begin() + (k * ntiles + it) * N * CB,
                     ck.begin() + (k * ntiles + it + 1) * N * CB, h.begin());
-          recur_tile<scalar_t, acc_t>(tk, k, p0, tl, h.data(), nullptr, HS.data(), AS.data());
+          recur_tile<false, true, scalar_t, acc_t>(tk, k, p0, tl, h.data(), nullptr, HS.data(), AS.data());
           for (int64_t c = 0; c < CB; ++c)
             for (int64_t j = 0; j < tl; ++j)
               GT[j * CB + c] = c < cb ? G[c * L + tk.time(k, p0 + j)] : acc_t(0);
