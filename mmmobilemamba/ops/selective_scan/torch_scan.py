@@ -1,9 +1,10 @@
 """The ``'torch'`` backend: a fast selective scan in plain PyTorch ops.
 
-Forward and backward are one :class:`torch.autograd.Function` each for the
-one-direction scan (:class:`SelectiveScanFn`) and for SS2D's two-direction
-scan (:class:`BidirectionalSelectiveScanFn`). Both directions of the latter
-are computed by the same tensor ops: u is broadcast to them (never flipped
+:func:`torch_forward` and :func:`torch_backward` are this backend's
+implementation of the scan operator (:mod:`.scan_op`, which also holds the
+autograd formula), in the op's layout. It is the portable fallback where
+the compiled CPU kernels are not built, and runs on any device. Both
+directions of the two-direction scan are computed by the same tensor ops: u is broadcast to them (never flipped
 or copied) and direction 1 is scanned backwards in time by
 :func:`.linear_recurrence.linear_scan_`, so its inputs and outputs stay in
 raster order. The backward pass recomputes the states and runs the adjoint
@@ -28,7 +29,7 @@ from typing import Dict, Iterator, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
-from .linear_recurrence import Scratch, fresh_buffers, linear_scan_
+from .linear_recurrence import Scratch, linear_scan_
 
 #: Target number of elements of one (K, N)-sized temporary per slab (4 MiB
 #: in fp32): the handful of temporaries of a slab stay in the last-level
@@ -290,43 +291,29 @@ class _Problem:
         return out
 
 
-def _forward(prob: _Problem, return_last_state: bool, keep_states: bool):
-    """y and the last state; with ``keep_states``, if the problem is one
-    slab, also its (dt, a, h) in fresh memory for the backward pass (else
-    None)."""
+def _forward(prob: _Problem, return_last_state: bool):
+    """y and the last state (or None)."""
     batch, k_dirs, groups, group_dim, n_state, length = prob.shape
     acc = prob.acc
     y = torch.empty(batch, groups, group_dim, length, dtype=acc,
                     device=prob.u.device)
     last = (y.new_empty(batch, groups, group_dim, n_state)
             if return_last_state else None)
-    kept = None
-    slabs = list(prob.slabs())
-    keep_states = keep_states and len(slabs) == 1
-    for sl in slabs:
+    for sl in prob.slabs():
         bs, gs, ds = sl
-        if keep_states:
-            u, dt, a, h = prob.states(sl, for_backward=True,
-                                      buffers=fresh_buffers(y))
-            kept = (dt, a, h)
-        else:
-            u, _, _, h = prob.states(sl)
+        u, _, _, h = prob.states(sl)
         yv = prob.output(sl, h, u, y[bs, gs, ds])
         if prob.z is not None:
             yv.mul_(F.silu(prob.z[bs, gs, ds].to(acc)))
         if last is not None:
             last[bs, gs, ds] = h[:, 0, ..., -1]
-    return y, last, kept
+    return y, last
 
 
 def _backward(prob: _Problem, gy: Optional[torch.Tensor],
-              g_last: Optional[torch.Tensor],
-              kept: Optional[Tuple[torch.Tensor, ...]] = None):
-    """Gradients in the internal layout (accumulation dtype).
-
-    ``kept`` is (dt, a, h) of a one-slab problem from the forward pass;
-    they are used instead of recomputing them, and overwritten.
-    """
+              g_last: Optional[torch.Tensor]):
+    """Gradients in the internal layout (accumulation dtype); each slab's
+    states are recomputed."""
     batch, k_dirs, groups, group_dim, n_state, length = prob.shape
     acc = prob.acc
     dev = prob.u.device
@@ -347,15 +334,9 @@ def _backward(prob: _Problem, gy: Optional[torch.Tensor],
     if g_last is not None:
         g_last = g_last.unflatten(1, (groups, group_dim))
 
-    slabs = list(prob.slabs())
-    if len(slabs) != 1:  # (the slab size changed since the forward pass)
-        kept = None
-    for sl in slabs:
+    for sl in prob.slabs():
         bs, gs, ds = sl
-        if kept is not None:
-            u, (dt, a, h) = prob.slab_u(sl), kept
-        else:
-            u, dt, a, h = prob.states(sl, for_backward=True)
+        u, dt, a, h = prob.states(sl, for_backward=True)
         u4 = u[:, 0, ..., 0, :]
         gyp = (gy[bs, gs, ds].to(acc) if gy is not None else
                torch.zeros_like(u4))
@@ -431,7 +412,7 @@ def torch_forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus: bool,
     Returns y and direction 0's last state (or None) in u's dtype."""
     prob = _Problem(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
                     _reverse_flags(delta.shape[1]))
-    y, last, _ = _forward(prob, return_last_state, keep_states=False)
+    y, last = _forward(prob, return_last_state)
     y = y.flatten(1, 2).to(u.dtype)
     return y, (None if last is None else last.flatten(1, 2).to(u.dtype))
 
