@@ -79,15 +79,18 @@ SCAN_INLINE double log1p_unit_(double e) { return std::log1p(e); }
 
 // softplus with PyTorch's threshold (s > 20 returns s) and its derivative
 // (sigmoid(s), 1 above the threshold), sharing one exponential.
-template <typename acc_t>
+// (NEED_D: the derivative costs a division; the forward pass skips it.)
+template <bool NEED_D, typename acc_t>
 SCAN_INLINE void softplus_(acc_t s, acc_t& sp, acc_t& dsp) {
   const acc_t as = s < 0 ? -s : s;
   const acc_t e = exp_(-as);
   const acc_t pos = s > 0 ? s : acc_t(0);
   const acc_t v = pos + log1p_unit_(e);
-  const acc_t sig = (s >= 0 ? acc_t(1) : e) / (acc_t(1) + e);
   sp = s > acc_t(20) ? s : v;
-  dsp = s > acc_t(20) ? acc_t(1) : sig;
+  if constexpr (NEED_D) {
+    const acc_t sig = (s >= 0 ? acc_t(1) : e) / (acc_t(1) + e);
+    dsp = s > acc_t(20) ? acc_t(1) : sig;
+  }
 }
 
 template <typename acc_t>
@@ -154,54 +157,64 @@ struct Task {
     Ck = p.C + off;
   }
 
-  // Copy u and delta of tile positions [p0, p0 + tl) of direction k into
-  // (time, channel) scratch and compute dt, dt * u and softplus'. Padding
-  // lanes hold zeros: dt * u = 0 and A = 0 keep their state at 0.
-  void load_tile(int64_t k, int64_t p0, int64_t tl) {
+  // u of all the task's rows, transposed to (time, channel): read from
+  // memory once for both directions.
+  void load_u_rows(acc_t* UT) const {
     for (int64_t c = 0; c < cb; ++c) {
       const scalar_t* up = p.u + (bi * p.dim + c0 + c) * p.length;
+      for (int64_t t = 0; t < p.length; ++t) UT[t * CB + c] = static_cast<acc_t>(up[t]);
+    }
+  }
+
+  // Copy delta (and u, unless UT holds all of u transposed) of tile
+  // positions [p0, p0 + tl) of direction k into (time, channel) scratch and
+  // compute dt, dt * u and (NEED_SIG) softplus'. Padding lanes hold zeros:
+  // dt * u = 0 and A = 0 keep their state at 0.
+  template <bool NEED_SIG = true>
+  void load_tile(int64_t k, int64_t p0, int64_t tl, const acc_t* UT = nullptr) {
+    for (int64_t c = 0; c < cb; ++c) {
       const scalar_t* dp = p.delta + ((bi * p.K + k) * p.dim + c0 + c) * p.length;
-      for (int64_t j = 0; j < tl; ++j) {
-        const int64_t t = time(k, p0 + j);
-        U[j * CB + c] = static_cast<acc_t>(up[t]);
-        S[j * CB + c] = static_cast<acc_t>(dp[t]);
+      for (int64_t j = 0; j < tl; ++j) S[j * CB + c] = static_cast<acc_t>(dp[time(k, p0 + j)]);
+      if (!UT) {
+        const scalar_t* up = p.u + (bi * p.dim + c0 + c) * p.length;
+        for (int64_t j = 0; j < tl; ++j) U[j * CB + c] = static_cast<acc_t>(up[time(k, p0 + j)]);
       }
     }
     if (p.softplus)
-      prepare<true>(tl);
+      prepare<true, NEED_SIG>(k, p0, tl, UT);
     else
-      prepare<false>(tl);
+      prepare<false, NEED_SIG>(k, p0, tl, UT);
   }
 
   // dt, dt * u and softplus' of a loaded tile; pad lanes keep dt = 0.
-  template <bool SOFTPLUS>
-  SCAN_INLINE void prepare(int64_t tl) {
-    acc_t* __restrict__ s = S;
-    acc_t* __restrict__ dt = DT;
-    acc_t* __restrict__ x = X;
-    acc_t* __restrict__ sig = SIG;
-    const acc_t* __restrict__ u = U;
+  template <bool SOFTPLUS, bool NEED_SIG>
+  SCAN_INLINE void prepare(int64_t k, int64_t p0, int64_t tl, const acc_t* UT) {
     const acc_t* __restrict__ bias = biask;
     acc_t keep[CB];
     for (int64_t c = 0; c < CB; ++c) keep[c] = c < cb ? acc_t(1) : acc_t(0);
     for (int64_t j = 0; j < tl; ++j) {
+      const acc_t* __restrict__ s = S + j * CB;
+      acc_t* __restrict__ dt = DT + j * CB;
+      acc_t* __restrict__ x = X + j * CB;
+      acc_t* __restrict__ sig = SIG + j * CB;
+      const acc_t* __restrict__ u = UT ? UT + time(k, p0 + j) * CB : U + j * CB;
 #pragma omp simd
       for (int64_t c = 0; c < CB; ++c) {
-        const int64_t i = j * CB + c;
-        const acc_t sv = s[i] + bias[c];
+        const acc_t sv = s[c] + bias[c];
         acc_t d = sv, ds = acc_t(1);
-        if constexpr (SOFTPLUS) softplus_(sv, d, ds);
+        if constexpr (SOFTPLUS) softplus_<NEED_SIG>(sv, d, ds);
         d *= keep[c];
-        dt[i] = d;
-        x[i] = d * u[i];
-        sig[i] = ds;
+        dt[c] = d;
+        x[c] = d * u[c];
+        if constexpr (NEED_SIG) sig[c] = ds;
       }
     }
   }
 };
 
 // Run the recurrence over one tile from state h (N, CB), in place.
-// Optionally accumulate y (time, channel) += C h, and keep every state
+// Optionally accumulate Y (time, channel; the whole sequence, indexed by
+// time, not by tile position) += C h, and keep every state
 // (HS: (tl + 1, N, CB), HS[0] = the state entering the tile) and decay
 // (AS: (tl, N, CB)).
 // (HAS_Y / KEEP are template flags so that the inner loop has no
@@ -218,7 +231,7 @@ SCAN_INLINE void recur_tile(Task<scalar_t, acc_t>& tk, int64_t k, int64_t p0,
     const int64_t t = tk.time(k, p0 + j);
     const acc_t* __restrict__ dt = tk.DT + j * CB;
     const acc_t* __restrict__ x = tk.X + j * CB;
-    acc_t* __restrict__ y = HAS_Y ? Y + j * CB : nullptr;
+    acc_t* __restrict__ y = HAS_Y ? Y + t * CB : nullptr;
     for (int64_t n = 0; n < N; ++n) {
       const acc_t bv = static_cast<acc_t>(tk.Bk[n * L + t]);
       const acc_t cv = static_cast<acc_t>(tk.Ck[n * L + t]);
@@ -248,24 +261,19 @@ void forward(const Problem<scalar_t, acc_t>& p, scalar_t* y_out,
              acc_t* last) {
   const int64_t L = p.length, N = p.N;
   at::parallel_for(0, p.tasks(), 1, [&](int64_t begin, int64_t end) {
-    const int64_t tile = tile_len(L);
     std::vector<acc_t> scratch(Task<scalar_t, acc_t>::scratch_size(N, L), acc_t(0));
-    std::vector<acc_t> yacc(CB * L), Y(tile * CB), h(N * CB);
+    std::vector<acc_t> yacc(CB * L), UT(CB * L), h(N * CB);
     for (int64_t task = begin; task < end; ++task) {
       Task<scalar_t, acc_t> tk(p, task, scratch.data());
       std::fill(yacc.begin(), yacc.end(), acc_t(0));
+      tk.load_u_rows(UT.data());
       for (int64_t k = 0; k < p.K; ++k) {
         tk.set_direction(k);
         std::fill(h.begin(), h.end(), acc_t(0));
         for (int64_t p0 = 0; p0 < L; p0 += TT) {
           const int64_t tl = std::min<int64_t>(TT, L - p0);
-          tk.load_tile(k, p0, tl);
-          std::fill(Y.begin(), Y.end(), acc_t(0));
-          recur_tile<true, false, scalar_t, acc_t>(tk, k, p0, tl, h.data(), Y.data(), nullptr, nullptr);
-          for (int64_t c = 0; c < tk.cb; ++c) {
-            acc_t* ya = yacc.data() + c * L;
-            for (int64_t j = 0; j < tl; ++j) ya[tk.time(k, p0 + j)] += Y[j * CB + c];
-          }
+          tk.template load_tile<false>(k, p0, tl, UT.data());
+          recur_tile<true, false, scalar_t, acc_t>(tk, k, p0, tl, h.data(), yacc.data(), nullptr, nullptr);
         }
         if (last && k == 0)
           for (int64_t c = 0; c < tk.cb; ++c)
@@ -275,9 +283,8 @@ void forward(const Problem<scalar_t, acc_t>& p, scalar_t* y_out,
       for (int64_t c = 0; c < tk.cb; ++c) {
         const int64_t row = (tk.bi * p.dim + tk.c0 + c) * L;
         const acc_t dv = p.D ? p.D[tk.c0 + c] : acc_t(0);
-        const acc_t* ya = yacc.data() + c * L;
         for (int64_t t = 0; t < L; ++t) {
-          acc_t v = ya[t] + dv * static_cast<acc_t>(p.u[row + t]);
+          acc_t v = yacc[t * CB + c] + dv * UT[t * CB + c];
           if (p.z) {
             const acc_t zv = static_cast<acc_t>(p.z[row + t]);
             v *= zv * sigmoid_(zv);
@@ -293,8 +300,8 @@ void forward(const Problem<scalar_t, acc_t>& p, scalar_t* y_out,
 inline int64_t thread_scratch_bytes(int64_t L, int64_t N, int64_t K, bool z,
                                     bool backward, int64_t acc_size) {
   const int64_t tile = tile_len(L), ntiles = (L + TT - 1) / TT;
-  int64_t n = 5 * tile * CB + N * CB + CB + tile * CB + N * CB;
-  if (!backward) return (n + CB * L) * acc_size;
+  int64_t n = 5 * tile * CB + N * CB + CB + N * CB;
+  if (!backward) return (n + 2 * CB * L) * acc_size;
   n += (z ? CB * L : 0) + 2 * CB * L + K * ntiles * N * CB;
   n += (2 * tile + 1) * N * CB + 3 * tile * CB + N * CB + 6 * CB + N * CB;
   return n * acc_size;
@@ -327,7 +334,7 @@ void backward(const Problem<scalar_t, acc_t>& p, const scalar_t* gy,
   at::parallel_for(0, p.tasks(), 1, [&](int64_t begin, int64_t end) {
     const int64_t tile = tile_len(L);
     std::vector<acc_t> scratch(Task<scalar_t, acc_t>::scratch_size(N, L), acc_t(0));
-    std::vector<acc_t> yacc(p.z ? CB * L : 0), Y(tile * CB), h(N * CB);
+    std::vector<acc_t> yacc(p.z ? CB * L : 0), h(N * CB);
     std::vector<acc_t> G(CB * L), GU(CB * L), ck(K * ntiles * N * CB);
     std::vector<acc_t> HS((tile + 1) * N * CB), AS(tile * N * CB);
     std::vector<acc_t> GT(tile * CB), GS(tile * CB), GX(tile * CB), carry(N * CB);
@@ -343,17 +350,11 @@ void backward(const Problem<scalar_t, acc_t>& p, const scalar_t* gy,
         for (int64_t it = 0; it < ntiles; ++it) {
           const int64_t p0 = it * TT, tl = std::min<int64_t>(TT, L - p0);
           std::copy(h.begin(), h.end(), ck.begin() + (k * ntiles + it) * N * CB);
-          tk.load_tile(k, p0, tl);
-          if (p.z) std::fill(Y.begin(), Y.end(), acc_t(0));
+          tk.template load_tile<false>(k, p0, tl);
           if (p.z)
-            recur_tile<true, false, scalar_t, acc_t>(tk, k, p0, tl, h.data(), Y.data(), nullptr, nullptr);
+            recur_tile<true, false, scalar_t, acc_t>(tk, k, p0, tl, h.data(), yacc.data(), nullptr, nullptr);
           else
             recur_tile<false, false, scalar_t, acc_t>(tk, k, p0, tl, h.data(), nullptr, nullptr, nullptr);
-          if (p.z)
-            for (int64_t c = 0; c < cb; ++c) {
-              acc_t* ya = yacc.data() + c * L;
-              for (int64_t j = 0; j < tl; ++j) ya[tk.time(k, p0 + j)] += Y[j * CB + c];
-            }
         }
       }
       // The gradient reaching y before the gate; dz; the D skip's share.
@@ -369,7 +370,7 @@ void backward(const Problem<scalar_t, acc_t>& p, const scalar_t* gy,
           if (p.z) {
             const acc_t zv = static_cast<acc_t>(p.z[row + t]);
             const acc_t sg = sigmoid_(zv);
-            const acc_t ypre = yacc[c * L + t] + dv * uv;
+            const acc_t ypre = yacc[t * CB + c] + dv * uv;
             gz[row + t] = static_cast<scalar_t>(gv * ypre * sg * (acc_t(1) + zv * (acc_t(1) - sg)));
             gv = gv * zv * sg;
           }
