@@ -16,7 +16,7 @@ from .channel_split import ChannelSplit, split_channels
 from .fusion import fuse_bn
 from .mk_deconv import MKDeConv
 from .mrffi import MRFFI
-from .ss2d import SS2D
+from .ss2d import SS2D, set_scan_backend
 from .stage import Downsample, MobileMambaStage
 from .stem import Stem
 from .wte_mamba import WTEMamba
@@ -25,5 +25,5 @@ __all__ = [
     'MobileMamba', 'MobileMambaBlock', 'ConvBN', 'DWConv', 'FFN', 'DropPath',
     'PatchMerging', 'ResidualDWConv', 'SqueezeExcite', 'ChannelSplit',
     'split_channels', 'fuse_bn', 'MKDeConv', 'MRFFI', 'SS2D', 'Downsample',
-    'MobileMambaStage', 'Stem', 'WTEMamba'
+    'MobileMambaStage', 'Stem', 'WTEMamba', 'set_scan_backend'
 ]

@@ -12,7 +12,7 @@ initialised block (every branch ending in a zero-initialised BN) returns
 exactly ``2 * x``. The released weights were trained with it, so it is kept
 as a documented quirk rather than "fixed".
 """
-from typing import Optional, Sequence, Union
+from typing import Sequence, Union
 
 import torch
 import torch.nn as nn
@@ -35,8 +35,6 @@ class MobileMambaBlock(nn.Module):
         drop_path (float): Stochastic-depth rate of the outer residual.
             Defaults to 0.
         deploy (bool): Build the fused form. Defaults to False.
-        scan_backend (str, optional): Selective-scan backend; None picks the
-            fastest for the device. Defaults to None.
     """
 
     def __init__(self,
@@ -48,14 +46,13 @@ class MobileMambaBlock(nn.Module):
                  ssm_ratio: float = 2,
                  d_state: int = 1,
                  drop_path: float = 0.,
-                 deploy: bool = False,
-                 scan_backend: Optional[str] = None) -> None:
+                 deploy: bool = False) -> None:
         super().__init__()
         self.dw1 = ResidualDWConv(channels, bn_weight_init=0., deploy=deploy)
         self.ffn1 = FFN(channels, ffn_ratio, deploy=deploy)
         self.mrffi = MRFFI(channels, kernel_size, global_ratio, local_ratio,
                            ssm_ratio=ssm_ratio, d_state=d_state,
-                           deploy=deploy, scan_backend=scan_backend)
+                           deploy=deploy)
         self.dw2 = ResidualDWConv(channels, bn_weight_init=0., deploy=deploy)
         self.ffn2 = FFN(channels, ffn_ratio, deploy=deploy)
         self.drop_path = DropPath(drop_path)

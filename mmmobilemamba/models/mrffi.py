@@ -12,7 +12,7 @@ The groups are concatenated in that order, and the result goes through ReLU
 and a zero-initialised Conv-BN 1x1 projection (so ``x + MRFFI(x)`` starts as
 the identity).
 """
-from typing import Optional, Sequence, Union
+from typing import Sequence, Union
 
 import torch
 import torch.nn as nn
@@ -36,8 +36,6 @@ class MRFFI(nn.Module):
         ssm_ratio (float): SS2D expansion. Defaults to 2.
         d_state (int): SS2D state size. Defaults to 1.
         deploy (bool): Build the fused form. Defaults to False.
-        scan_backend (str, optional): Selective-scan backend; None picks the
-            fastest for the device. Defaults to None.
     """
 
     def __init__(self,
@@ -47,8 +45,7 @@ class MRFFI(nn.Module):
                  local_ratio: float,
                  ssm_ratio: float = 2,
                  d_state: int = 1,
-                 deploy: bool = False,
-                 scan_backend: Optional[str] = None) -> None:
+                 deploy: bool = False) -> None:
         super().__init__()
         kernels = ((kernel_size, ) if isinstance(kernel_size, int) else
                    tuple(kernel_size))
@@ -56,7 +53,7 @@ class MRFFI(nn.Module):
         cg, cl, _ = self.split
         self.global_op = WTEMamba(
             cg, kernels[0], ssm_ratio=ssm_ratio, d_state=d_state,
-            deploy=deploy, scan_backend=scan_backend) if cg else None
+            deploy=deploy) if cg else None
         self.local_op = MKDeConv(cl, kernels, deploy=deploy) if cl else None
         self.act = nn.ReLU()
         self.proj = ConvBN(channels, channels, bn_weight_init=0.,

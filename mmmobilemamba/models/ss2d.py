@@ -18,11 +18,38 @@ from typing import Optional
 import torch
 import torch.nn as nn
 
-from mmmobilemamba.ops.selective_scan import selective_scan_bidirectional
+from mmmobilemamba.ops.selective_scan import (backend_table,
+                                              selective_scan_bidirectional)
 from .bricks import ConvBN
 
 #: Number of scan directions (raster order and its reverse).
 NUM_DIRECTIONS = 2
+
+
+def set_scan_backend(model: nn.Module, backend: Optional[str]) -> int:
+    """Make every SS2D in ``model`` use the selective-scan ``backend``.
+
+    The one way to choose the backend of a built model (the backbone's
+    ``scan_backend`` argument calls it). None restores the automatic
+    choice (the fastest backend available for the input's device).
+
+    Args:
+        model (nn.Module): Any module; its SS2D submodules are changed.
+        backend (str, optional): A name of the backend table
+            (:func:`mmmobilemamba.ops.selective_scan.backend_table`).
+
+    Returns:
+        int: How many SS2D modules were changed.
+    """
+    if backend is not None and backend not in backend_table():
+        raise ValueError(f'unknown selective-scan backend {backend!r}; '
+                         f'choose one of {sorted(backend_table())} or None')
+    count = 0
+    for module in model.modules():
+        if isinstance(module, SS2D):
+            module.scan_backend = backend
+            count += 1
+    return count
 
 
 class SS2D(nn.Module):
@@ -43,9 +70,11 @@ class SS2D(nn.Module):
             Defaults to 3.
         deploy (bool): Build in_proj/out_proj in fused form. Defaults to
             False.
-        scan_backend (str, optional): Selective-scan backend ('ref', 'torch',
-            'triton'); None picks the fastest for the input's device.
-            Defaults to None.
+
+    The selective-scan backend is not a constructor argument: it is set on
+    a whole model with :func:`set_scan_backend` (the backbone's
+    ``scan_backend`` config key does that); None, the default, picks the
+    fastest backend for the input's device.
     """
 
     def __init__(self,
@@ -54,8 +83,7 @@ class SS2D(nn.Module):
                  d_state: int = 1,
                  dt_rank: Optional[int] = None,
                  conv_kernel: int = 3,
-                 deploy: bool = False,
-                 scan_backend: Optional[str] = None) -> None:
+                 deploy: bool = False) -> None:
         super().__init__()
         if d_model < 1:
             raise ValueError(f'd_model must be >= 1, got {d_model}')
@@ -64,7 +92,7 @@ class SS2D(nn.Module):
         k = NUM_DIRECTIONS
         self.d_model, self.d_inner = d_model, d_inner
         self.d_state, self.dt_rank = d_state, dt_rank
-        self.scan_backend = scan_backend
+        self.scan_backend: Optional[str] = None
 
         self.in_proj = ConvBN(d_model, 2 * d_inner, deploy=deploy)
         self.dwconv = nn.Conv2d(d_inner, d_inner, conv_kernel,

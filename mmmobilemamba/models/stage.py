@@ -69,8 +69,6 @@ class MobileMambaStage(nn.Module):
         with_cp (bool): Gradient checkpointing of each block while training.
             Defaults to False.
         deploy (bool): Build the fused form. Defaults to False.
-        scan_backend (str, optional): Selective-scan backend. Defaults to
-            None.
     """
 
     def __init__(self,
@@ -86,8 +84,7 @@ class MobileMambaStage(nn.Module):
                  d_state: int = 1,
                  drop_paths: Optional[Sequence[float]] = None,
                  with_cp: bool = False,
-                 deploy: bool = False,
-                 scan_backend: Optional[str] = None) -> None:
+                 deploy: bool = False) -> None:
         super().__init__()
         if not downsample and in_channels != out_channels:
             raise ValueError(f'a stage without downsampling keeps its width, '
@@ -104,8 +101,7 @@ class MobileMambaStage(nn.Module):
             MobileMambaBlock(out_channels, kernel_size, global_ratio,
                              local_ratio, ffn_ratio=ffn_ratio,
                              ssm_ratio=ssm_ratio, d_state=d_state,
-                             drop_path=rate, deploy=deploy,
-                             scan_backend=scan_backend)
+                             drop_path=rate, deploy=deploy)
             for rate in drop_paths
         ])
 

@@ -11,8 +11,6 @@ WT/IWT are the one-level Haar transform and its exact inverse
 k x k convolution ("same" padding). Odd sizes are padded by the transform and
 cropped back, so the output always has the input's size.
 """
-from typing import Optional
-
 import torch
 import torch.nn as nn
 
@@ -32,8 +30,6 @@ class WTEMamba(nn.Module):
         base_scale_init (float): Initial scale of the SS2D term. Defaults to
             1.0.
         deploy (bool): Build SS2D's Conv-BNs fused. Defaults to False.
-        scan_backend (str, optional): Selective-scan backend; None picks the
-            fastest for the device. Defaults to None.
     """
 
     def __init__(self,
@@ -43,12 +39,11 @@ class WTEMamba(nn.Module):
                  d_state: int = 1,
                  wavelet_scale_init: float = 0.1,
                  base_scale_init: float = 1.0,
-                 deploy: bool = False,
-                 scan_backend: Optional[str] = None) -> None:
+                 deploy: bool = False) -> None:
         super().__init__()
         self.channels = channels
         self.ss2d = SS2D(channels, ssm_ratio=ssm_ratio, d_state=d_state,
-                         deploy=deploy, scan_backend=scan_backend)
+                         deploy=deploy)
         self.base_scale = nn.Parameter(
             torch.full((1, channels, 1, 1), float(base_scale_init)))
         self.wavelet = HaarWavelet2d(channels)

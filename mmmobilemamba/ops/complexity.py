@@ -1,8 +1,11 @@
 """FLOP count of the selective scan for mmengine's complexity analyzer.
 
 mmengine's ``FlopAnalyzer`` traces the model with ``torch.jit.trace`` and
-counts each traced node with a handle looked up by the node's kind; an
-``autograd.Function`` appears as ``prim::PythonOp.<ClassName>``. mmengine
+counts each traced node with a handle looked up by the node's kind. The
+``'cpp'``, ``'triton'`` and ``'torch'`` backends all run as one custom
+operator, which appears as the node ``mmmobilemamba::selective_scan``
+whichever of them ran, so they are counted the same. (``'ref'`` and
+``'export'`` are graphs of standard ops and are counted op by op.) mmengine
 0.10.7 has no public way to add a handle to every analyzer, so
 :func:`register_flop_handles` adds ours to the table analyzers copy their
 handles from (``_DEFAULT_SUPPORTED_FLOP_OPS``). This is the only place that
@@ -18,14 +21,8 @@ mmengine is missing.
 """
 from typing import Any, List
 
-#: Names of the autograd Functions that implement a scan. Each backend's
-#: Function must be listed so that every backend is counted the same.
-SCAN_FUNCTIONS = (
-    'SelectiveScanFn',
-    'BidirectionalSelectiveScanFn',
-    'TritonSelectiveScanFn',
-    'TritonBidirectionalSelectiveScanFn',
-)
+#: Node kind of the scan operator in a traced graph.
+SCAN_OP = 'mmmobilemamba::selective_scan'
 
 
 def scan_flops(batch: int, length: int, channels: int, n_state: int) -> int:
@@ -44,13 +41,12 @@ def _shape(value: Any) -> List[int]:
 def scan_flop_jit(inputs: List[Any], outputs: List[Any]) -> int:
     """mmengine handle for a traced scan node.
 
-    The node's tensor inputs start with u (batch, dim, L), delta and
-    A (channels, N), where channels = dim for one direction and 2 * dim for
-    the two-direction scan.
+    The node's inputs start with u (batch, dim, L), delta and A (K, dim, N)
+    for K scan directions; the count is over K * dim channels.
     """
     batch, _, length = _shape(inputs[0])
-    channels, n_state = _shape(inputs[2])
-    return scan_flops(batch, length, channels, n_state)
+    k_dirs, dim, n_state = _shape(inputs[2])
+    return scan_flops(batch, length, k_dirs * dim, n_state)
 
 
 def register_flop_handles() -> bool:
@@ -63,7 +59,5 @@ def register_flop_handles() -> bool:
         from mmengine.analysis import complexity_analysis
     except ImportError:
         return False
-    table = complexity_analysis._DEFAULT_SUPPORTED_FLOP_OPS
-    for name in SCAN_FUNCTIONS:
-        table[f'prim::PythonOp.{name}'] = scan_flop_jit
+    complexity_analysis._DEFAULT_SUPPORTED_FLOP_OPS[SCAN_OP] = scan_flop_jit
     return True

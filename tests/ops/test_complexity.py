@@ -4,7 +4,8 @@ import torch
 import torch.nn as nn
 
 from mmmobilemamba.ops import complexity
-from mmmobilemamba.ops.selective_scan import (selective_scan,
+from mmmobilemamba.ops.selective_scan import (available_backends,
+                                              selective_scan,
                                               selective_scan_bidirectional)
 
 analysis = pytest.importorskip('mmengine.analysis',
@@ -15,9 +16,13 @@ complexity_analysis = pytest.importorskip(
 
 class _OneScan(nn.Module):
 
+    def __init__(self, backend='torch'):
+        super().__init__()
+        self.backend = backend
+
     def forward(self, u, delta, A, B, C, D):
         return selective_scan(u, delta, A, B, C, D, delta_softplus=True,
-                              backend='torch')
+                              backend=self.backend)
 
 
 class _TwoScans(nn.Module):
@@ -43,9 +48,8 @@ def _inputs(batch=2, dim=6, length=10, n_state=3):
 
 def _total(model, inputs, with_handle: bool, monkeypatch=None) -> int:
     if not with_handle:  # as if the handles had never been registered
-        for name in complexity.SCAN_FUNCTIONS:
-            monkeypatch.delitem(complexity_analysis._DEFAULT_SUPPORTED_FLOP_OPS,
-                                f'prim::PythonOp.{name}')
+        monkeypatch.delitem(complexity_analysis._DEFAULT_SUPPORTED_FLOP_OPS,
+                            complexity.SCAN_OP)
     analyzer = analysis.FlopAnalyzer(model, inputs)
     analyzer.unsupported_ops_warnings(False)
     analyzer.uncalled_modules_warnings(False)
@@ -58,8 +62,7 @@ def test_formula():
 
 def test_handles_are_registered_at_import():
     table = complexity_analysis._DEFAULT_SUPPORTED_FLOP_OPS
-    for name in complexity.SCAN_FUNCTIONS:
-        assert table[f'prim::PythonOp.{name}'] is complexity.scan_flop_jit
+    assert table[complexity.SCAN_OP] is complexity.scan_flop_jit
 
 
 def test_count_with_handle_minus_without_is_the_formula(monkeypatch):
@@ -73,15 +76,17 @@ def test_count_with_handle_minus_without_is_the_formula(monkeypatch):
     assert without == batch * length * dim * 5  # the matmul alone
 
 
-def test_scan_traces_as_one_python_op():
-    """FlopAnalyzer relies on the scan being a single traced node."""
+@pytest.mark.parametrize('backend', [
+    b for b in ('cpp', 'torch') if b in available_backends('cpu')])
+def test_scan_traces_as_one_op_counted_the_same_by_every_backend(backend):
+    """FlopAnalyzer relies on the scan being a single traced node; every
+    backend that implements the op is the same node, so the same count."""
     inputs = _inputs()[:5] + (torch.ones(6), )
-    graph = torch.jit.trace(_OneScan(), inputs, check_trace=False).graph
-    kinds = [n.kind() + '.' + n.pyname() if n.kind() == 'prim::PythonOp'
-             else n.kind() for n in graph.nodes()]
-    assert kinds.count('prim::PythonOp.SelectiveScanFn') == 1
-    assert _total(_OneScan(), inputs, True) == complexity.scan_flops(
-        2, 10, 6, 3)
+    model = _OneScan(backend)
+    graph = torch.jit.trace(model, inputs, check_trace=False).graph
+    kinds = [n.kind() for n in graph.nodes()]
+    assert kinds.count(complexity.SCAN_OP) == 1
+    assert _total(model, inputs, True) == complexity.scan_flops(2, 10, 6, 3)
 
 
 def test_tracing_plans_the_scan_on_python_ints():

@@ -5,7 +5,8 @@ The reference (``backend='ref'``, a plain loop) is run in fp64 on the same
 Forward outputs and all input gradients are compared with a relative error
 (max abs difference over the reference's max abs value). The Triton
 kernels run in triton's CPU interpreter in a subprocess (see
-``_triton_interpret_check.py``).
+``_triton_interpret_check.py``). The custom operator, torch.compile, thread
+counts and the missing-extension fallback are tested in ``test_scan_op.py``.
 """
 import ast
 import importlib.util
@@ -271,81 +272,13 @@ def test_torch_backend_slabs_agree_with_reference(monkeypatch, slab, groups):
         assert err < TOL[torch.float32], err
 
 
-def test_torch_backend_backward_buffers(monkeypatch):
-    """What forward + backward keeps as scratch, in slab-sized buffers.
-
-    A one-slab problem hands dt, the decays and the states from the forward
-    pass to the backward pass, whose scratch is then the two adjoints plus
-    the scan's per-level buffers. Split into slabs, each slab is recomputed
-    in five buffers (dt, decays, states, two adjoints): softplus'(s) comes
-    from dt, so neither s nor dt * u gets a buffer of its own.
-    """
-    from mmmobilemamba.ops.selective_scan import (release_workspace,
-                                                  torch_scan, workspace_bytes)
-    ins = make_bi_inputs(1, 64, 256, 1)
-    problem = 2 * 64 * 256  # (K, dim, N, L) elements
-    for slab, low, high in ((problem, 2, 2.5), (problem // 4, 5, 5.5)):
-        monkeypatch.setattr(torch_scan, 'SLAB_ELEMENTS', slab)
-        release_workspace()
-        got = run_bi(ins, 'torch')
-        kept = workspace_bytes() / (slab * 4)
-        assert low <= kept < high, (slab, kept)
-        for a, b in zip(got, run_bi(ins, 'ref', torch.float64)):
-            err = ((a.double() - b).abs().max() / b.abs().max()).item()
-            assert err < 1e-4, err
-    release_workspace()
-
-
-def test_torch_backend_keeps_states_only_for_a_one_slab_backward(
-        monkeypatch):
-    """The forward pass keeps its states only when a backward pass will
-    use them: grad mode on, an input that needs a gradient, one slab."""
-    from mmmobilemamba.ops.selective_scan import torch_scan
-    calls = []
-    real_forward = torch_scan._forward
-
-    def spy(prob, return_last_state, keep_states):
-        y, last, kept = real_forward(prob, return_last_state, keep_states)
-        calls.append(kept is not None)
-        return y, last, kept
-
-    monkeypatch.setattr(torch_scan, '_forward', spy)
-    ins = make_bi_inputs(1, 8, 40, 1)
-    xs = [t.clone().requires_grad_() for t in ins]
-    selective_scan_bidirectional(*xs, delta_softplus=True, backend='torch')
-    with torch.no_grad():
-        selective_scan_bidirectional(*xs, delta_softplus=True,
-                                     backend='torch')
-    selective_scan_bidirectional(*ins, delta_softplus=True, backend='torch')
-    monkeypatch.setattr(torch_scan, 'SLAB_ELEMENTS', 2 * 40)  # 8 slabs
-    selective_scan_bidirectional(*xs, delta_softplus=True, backend='torch')
-    assert calls == [True, False, False, False]
-
-
-def test_torch_backend_kept_states_survive_a_slab_size_change(monkeypatch):
-    """States kept for one slab are not applied to several: if the slab
-    size shrinks between forward and backward, the backward recomputes."""
-    from mmmobilemamba.ops.selective_scan import torch_scan
-    ins = make_bi_inputs(2, 6, 30, 1)
-    xs = [t.clone().requires_grad_() for t in ins]
-    y = selective_scan_bidirectional(*xs, delta_softplus=True,
-                                     backend='torch')
-    monkeypatch.setattr(torch_scan, 'SLAB_ELEMENTS', 2 * 30)  # 12 slabs
-    got = torch.autograd.grad(y.sum(), xs)
-    monkeypatch.undo()
-    want = torch.autograd.grad(
-        selective_scan_bidirectional(*xs, delta_softplus=True,
-                                     backend='torch').sum(), xs)
-    for a, b in zip(got, want):
-        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
-
-
-def test_torch_backend_second_backward_recomputes_kept_states():
-    """The first backward pass overwrites the kept states; a second one
-    (retain_graph=True) recomputes them and gets the same gradients."""
+@pytest.mark.parametrize('backend', BACKENDS)
+def test_second_backward_gives_the_same_gradients(backend):
+    """A second backward pass (retain_graph=True) recomputes what it needs
+    and gets the same gradients."""
     xs = {k: v.requires_grad_()
           for k, v in make_inputs(2, 6, 50, 2, z=True).items()}
-    y, last = selective_scan(*xs.values(), True, True, backend='torch')
+    y, last = selective_scan(*xs.values(), True, True, backend=backend)
     loss = (y * torch.randn_like(y)).sum() + last.square().sum()
     first = torch.autograd.grad(loss, list(xs.values()), retain_graph=True)
     second = torch.autograd.grad(loss, list(xs.values()))
@@ -424,7 +357,8 @@ def test_linear_scan_plans_cover_both_paths():
 
 
 def test_default_backend_and_output_dtype():
-    assert default_backend(torch.device('cpu')) == 'torch'
+    want = 'cpp' if 'cpp' in available_backends('cpu') else 'torch'
+    assert default_backend(torch.device('cpu')) == want
     ins = make_inputs(1, 2, 5, 1, dtype=torch.bfloat16)
     y = selective_scan(*(ins[k] for k in NAMES), True)
     assert y.dtype == torch.bfloat16

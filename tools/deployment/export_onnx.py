@@ -41,6 +41,8 @@ REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 if REPO not in sys.path:  # run from anywhere without installing
     sys.path.insert(0, REPO)
 
+from mmmobilemamba.models.ss2d import set_scan_backend  # noqa: E402
+
 #: Parity tolerance, relative to max(1, largest |output|).
 TOLERANCE = 1e-4
 #: The scan formulation that lowers to standard ONNX ops.
@@ -103,17 +105,6 @@ class _Features(nn.Module):
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         return tuple(self.backbone(x))
-
-
-def set_scan_backend(model: nn.Module, backend: Optional[str]) -> int:
-    """Point every SS2D of ``model`` at ``backend``; return how many."""
-    from mmmobilemamba.models.ss2d import SS2D
-    count = 0
-    for module in model.modules():
-        if isinstance(module, SS2D):
-            module.scan_backend = backend
-            count += 1
-    return count
 
 
 def build(args: argparse.Namespace):

@@ -12,6 +12,7 @@ from mmengine.model import BaseModule
 
 from ...checkpoint import LoadReport, load_checkpoint, load_state_dict
 from ..stage import MobileMambaStage
+from ..ss2d import set_scan_backend
 from ..stem import Stem
 
 #: Width and depth of each released variant (docs/architecture.md#variants).
@@ -131,9 +132,11 @@ class MobileMamba(BaseModule):
         deploy (bool): Build the BN-fused form (see
             :func:`mmmobilemamba.models.fusion.fuse_bn`); a fused checkpoint
             loads only into it. Defaults to False.
-        scan_backend (str, optional): Selective-scan backend ('ref', 'torch',
-            'triton'); None picks the fastest for the input's device.
-            Defaults to None.
+        scan_backend (str, optional): Selective-scan backend of every SS2D
+            (a name from :mod:`mmmobilemamba.ops.selective_scan.backends`);
+            None picks the fastest for the input's device. The config key
+            for :func:`mmmobilemamba.models.set_scan_backend`, which
+            changes it on a built model. Defaults to None.
         init_cfg (dict | list[dict], optional): Initialisation config, e.g.
             ``dict(type='Pretrained', checkpoint=PATH, prefix='backbone.')``.
             None keeps the release's initialisation (zero-initialised branches
@@ -213,8 +216,8 @@ class MobileMamba(BaseModule):
                     d_state=settings['d_state'],
                     drop_paths=rates[start:start + depths[i]],
                     with_cp=with_cp,
-                    deploy=deploy,
-                    scan_backend=scan_backend))
+                    deploy=deploy))
+        set_scan_backend(self, scan_backend)
         self._freeze_stages()
 
     @staticmethod

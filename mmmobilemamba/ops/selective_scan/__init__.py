@@ -1,35 +1,36 @@
-"""Selective scan (S6): reference, fast CPU path and Triton GPU kernels.
+"""Selective scan (S6): reference, compiled CPU kernels, pure-PyTorch path,
+Triton GPU kernels and an export form.
 
-Importing this package registers the backends: ``'ref'`` (always),
-``'torch'`` (always), ``'triton'`` (available where triton imports and the
-tensors are on a CUDA device; otherwise it reports why not) and ``'export'``
-(always; never a default: a static graph of standard ops for ONNX export). It also
+Every backend is one record of the table in :mod:`.backends` (what it is,
+where it runs or why not, its default priority per device, what it does
+not support). ``'cpp'``, ``'triton'`` and ``'torch'`` are implementations
+of one custom operator (:mod:`.scan_op`). Importing this package also
 registers the scan's FLOP count with mmengine's complexity analyzer when
-mmengine is installed (see :mod:`mmmobilemamba.ops.complexity`).
+mmengine is installed (see :mod:`mmmobilemamba.ops.complexity`) and, when
+the compiled CPU kernels are not built, says so once (one log line).
 """
+import logging
+
 from ..complexity import register_flop_handles
-from .api import (available_backends, default_backend, register_backend,
-                  register_bidirectional_backend, selective_scan,
-                  selective_scan_bidirectional)
+from .api import selective_scan, selective_scan_bidirectional
+from .backends import (ScanBackend, available_backends, backend_table,
+                       default_backend, op_backend, register_backend)
+from .cpp_scan import cpp_missing
 from .export_scan import (selective_scan_bidirectional_export,
                           selective_scan_export)
-from .reference import selective_scan_ref
-from .torch_scan import (release_workspace,
-                         selective_scan_bidirectional_torch,
-                         selective_scan_torch, workspace_bytes)
-from .triton_scan import (selective_scan_bidirectional_triton,
-                          selective_scan_triton, triton_status)
+from .reference import selective_scan_bidirectional_ref, selective_scan_ref
+from .torch_scan import release_workspace, workspace_bytes
 
-register_backend('torch', lambda device: True, selective_scan_torch)
-register_bidirectional_backend('torch', selective_scan_bidirectional_torch)
-register_backend('triton', triton_status, selective_scan_triton)
-register_bidirectional_backend('triton', selective_scan_bidirectional_triton)
-register_backend('export', lambda device: True, selective_scan_export)
-register_bidirectional_backend('export', selective_scan_bidirectional_export)
 register_flop_handles()  # no-op without mmengine
+if cpp_missing() is not None:
+    logging.getLogger('mmmobilemamba').warning(
+        'mmmobilemamba: %s; the pure-PyTorch selective scan is used instead',
+        cpp_missing())
 
 __all__ = [
     'selective_scan', 'selective_scan_bidirectional', 'selective_scan_ref',
-    'available_backends', 'default_backend', 'register_backend',
-    'register_bidirectional_backend', 'workspace_bytes', 'release_workspace'
+    'selective_scan_bidirectional_ref', 'selective_scan_export',
+    'selective_scan_bidirectional_export', 'available_backends',
+    'default_backend', 'backend_table', 'register_backend', 'ScanBackend',
+    'op_backend', 'workspace_bytes', 'release_workspace'
 ]

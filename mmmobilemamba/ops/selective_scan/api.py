@@ -4,61 +4,18 @@
 mamba_ssm's ``selective_scan_fn`` so that users who know it can drop it in.
 ``selective_scan_bidirectional`` is the two-direction form SS2D uses.
 
-Backends:
-    ``'ref'``: a sequential loop (:mod:`.reference`), the ground truth.
-    ``'torch'``: the fast pure-PyTorch path (CPU default).
-    ``'triton'``: Triton kernels (CUDA default when triton is installed).
+The backends and how the default is chosen are listed in one table,
+:mod:`.backends`; an unknown, unavailable or unsupported choice raises.
 """
-from typing import Callable, Dict, Optional, Tuple, Union
+from typing import Optional, Tuple, Union
 
 import torch
 
-from .reference import selective_scan_ref
+from .backends import resolve
 
 ScanResult = Union[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]
 
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
-
-# name -> (is_available(device) -> bool | str, scan function). A string from
-# is_available is the reason the backend cannot run.
-_BACKENDS: Dict[str, Tuple[Callable[[torch.device], Union[bool, str]],
-                           Callable[..., ScanResult]]] = {
-    'ref': (lambda device: True, selective_scan_ref),
-}
-
-
-def register_backend(name: str, is_available: Callable, fn: Callable) -> None:
-    """Make a scan implementation selectable by ``backend=name``."""
-    _BACKENDS[name] = (is_available, fn)
-
-
-def available_backends(device: Union[str, torch.device] = 'cpu') -> list:
-    """Names of the backends that can run on ``device``."""
-    device = torch.device(device)
-    return [name for name, (ok, _) in _BACKENDS.items() if ok(device) is True]
-
-
-def default_backend(device: torch.device) -> str:
-    """The fastest backend available on ``device``."""
-    preferred = ('triton', 'torch') if device.type == 'cuda' else ('torch',)
-    for name in preferred:
-        if name in _BACKENDS and _BACKENDS[name][0](device) is True:
-            return name
-    return 'ref'
-
-
-def _resolve(backend: Optional[str], device: torch.device) -> Callable:
-    if backend is None:
-        backend = default_backend(device)
-    if backend not in _BACKENDS:
-        raise ValueError(f'unknown selective-scan backend {backend!r}; '
-                         f'choose one of {sorted(_BACKENDS)}')
-    ok = _BACKENDS[backend][0](device)
-    if ok is not True:
-        reason = ok if isinstance(ok, str) else 'not available'
-        raise RuntimeError(f'selective-scan backend {backend!r} cannot run on '
-                           f'{device}: {reason}')
-    return _BACKENDS[backend][1]
 
 
 def _can_inspect_values() -> bool:
@@ -141,42 +98,21 @@ def selective_scan(u: torch.Tensor,
         delta_softplus (bool): Apply softplus to delta. Defaults to False.
         return_last_state (bool): Also return h_L, (batch, dim, N).
             Defaults to False.
-        backend (str, optional): 'ref', 'torch' or 'triton'; None picks the
-            fastest for u's device. Defaults to None.
+        backend (str, optional): A name from :mod:`.backends` ('cpp',
+            'torch', 'triton', 'ref', 'export'); None picks the fastest
+            available for u's device. Defaults to None.
 
     Returns:
         Tensor | tuple[Tensor, Tensor]: y (batch, dim, L) in u's dtype
         (fp16/bf16 inputs are accumulated in fp32), and h_L if asked for.
     """
     _check_args(u, delta, A, B, C, D, z, delta_bias)
-    fn = _resolve(backend, u.device)
-    return fn(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
-              return_last_state)
-
-
-def _bidirectional_ref(u, delta, A, B, C, D, delta_bias, delta_softplus):
-    """Two scans: raster order, and reverse order flipped back."""
-    dim = u.shape[1]
-
-    def part(k, t):
-        return None if t is None else t[k * dim:(k + 1) * dim]
-
-    y0 = selective_scan_ref(u, delta[:, 0], part(0, A), B[:, 0], C[:, 0],
-                            part(0, D), None, part(0, delta_bias),
-                            delta_softplus)
-    flip = lambda t: t.flip(-1)  # noqa: E731
-    y1 = selective_scan_ref(
-        flip(u), flip(delta[:, 1]), part(1, A), flip(B[:, 1]), flip(C[:, 1]),
-        part(1, D), None, part(1, delta_bias), delta_softplus)
-    return y0 + flip(y1)
-
-
-_BIDIRECTIONAL: Dict[str, Callable] = {'ref': _bidirectional_ref}
-
-
-def register_bidirectional_backend(name: str, fn: Callable) -> None:
-    """Register a fused two-direction implementation for ``backend=name``."""
-    _BIDIRECTIONAL[name] = fn
+    options = tuple(name for name, used in (
+        ('return_last_state', return_last_state), ('z', z is not None),
+        ('grouped', B.dim() == 4), ('n_state>1', A.shape[1] > 1)) if used)
+    record = resolve(backend, u.device, options)
+    return record.one_direction(u, delta, A, B, C, D, z, delta_bias,
+                                delta_softplus, return_last_state)
 
 
 def selective_scan_bidirectional(u: torch.Tensor,
@@ -190,7 +126,7 @@ def selective_scan_bidirectional(u: torch.Tensor,
                                  *,
                                  backend: Optional[str] = None
                                  ) -> torch.Tensor:
-    """The two-direction scan of SS2D (spec §1.7), all tensors in raster order.
+    """The two-direction scan of SS2D, all tensors in raster order.
 
     Direction 0 scans t = 0 .. L-1, direction 1 scans t = L-1 .. 0 with its
     own parameters; the result is ``y_dir0 + y_dir1`` in raster order, which
@@ -233,7 +169,7 @@ def selective_scan_bidirectional(u: torch.Tensor,
     if _can_inspect_values() and bool((A[dim:] > 0).any()):
         raise ValueError('A must be <= 0 (decaying state); direction 1 has a '
                          'positive entry')
-    name = backend if backend is not None else default_backend(u.device)
-    _resolve(name, u.device)  # raises a clear error if unavailable
-    fn = _BIDIRECTIONAL.get(name, _bidirectional_ref)
-    return fn(u, delta, A, B, C, D, delta_bias, delta_softplus)
+    options = ('n_state>1', ) if A.shape[1] > 1 else ()
+    record = resolve(backend, u.device, options)
+    return record.two_direction(u, delta, A, B, C, D, delta_bias,
+                                delta_softplus)

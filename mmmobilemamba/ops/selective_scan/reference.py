@@ -56,3 +56,23 @@ def selective_scan_ref(
         y = y * F.silu(z.to(acc))
     y = y.to(out_dtype)
     return (y, h.to(out_dtype)) if return_last_state else y
+
+
+def selective_scan_bidirectional_ref(u, delta, A, B, C, D=None,
+                                     delta_bias=None, delta_softplus=True):
+    """Two sequential scans, raster order and reverse order flipped back;
+    same contract as :func:`mmmobilemamba.ops.selective_scan_bidirectional`
+    (inputs already validated)."""
+    dim = u.shape[1]
+
+    def part(k, t):
+        return None if t is None else t[k * dim:(k + 1) * dim]
+
+    y0 = selective_scan_ref(u, delta[:, 0], part(0, A), B[:, 0], C[:, 0],
+                            part(0, D), None, part(0, delta_bias),
+                            delta_softplus)
+    flip = lambda t: t.flip(-1)  # noqa: E731
+    y1 = selective_scan_ref(
+        flip(u), flip(delta[:, 1]), part(1, A), flip(B[:, 1]), flip(C[:, 1]),
+        part(1, D), None, part(1, delta_bias), delta_softplus)
+    return y0 + flip(y1)

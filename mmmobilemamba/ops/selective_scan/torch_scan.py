@@ -1,9 +1,10 @@
 """The ``'torch'`` backend: a fast selective scan in plain PyTorch ops.
 
-Forward and backward are one :class:`torch.autograd.Function` each for the
-one-direction scan (:class:`SelectiveScanFn`) and for SS2D's two-direction
-scan (:class:`BidirectionalSelectiveScanFn`). Both directions of the latter
-are computed by the same tensor ops: u is broadcast to them (never flipped
+:func:`torch_forward` and :func:`torch_backward` are this backend's
+implementation of the scan operator (:mod:`.scan_op`, which also holds the
+autograd formula), in the op's layout. It is the portable fallback where
+the compiled CPU kernels are not built, and runs on any device. Both
+directions of the two-direction scan are computed by the same tensor ops: u is broadcast to them (never flipped
 or copied) and direction 1 is scanned backwards in time by
 :func:`.linear_recurrence.linear_scan_`, so its inputs and outputs stay in
 raster order. The backward pass recomputes the states and runs the adjoint
@@ -28,7 +29,7 @@ from typing import Dict, Iterator, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
-from .linear_recurrence import Scratch, fresh_buffers, linear_scan_
+from .linear_recurrence import Scratch, linear_scan_
 
 #: Target number of elements of one (K, N)-sized temporary per slab (4 MiB
 #: in fp32): the handful of temporaries of a slab stay in the last-level
@@ -290,43 +291,29 @@ class _Problem:
         return out
 
 
-def _forward(prob: _Problem, return_last_state: bool, keep_states: bool):
-    """y and the last state; with ``keep_states``, if the problem is one
-    slab, also its (dt, a, h) in fresh memory for the backward pass (else
-    None)."""
+def _forward(prob: _Problem, return_last_state: bool):
+    """y and the last state (or None)."""
     batch, k_dirs, groups, group_dim, n_state, length = prob.shape
     acc = prob.acc
     y = torch.empty(batch, groups, group_dim, length, dtype=acc,
                     device=prob.u.device)
     last = (y.new_empty(batch, groups, group_dim, n_state)
             if return_last_state else None)
-    kept = None
-    slabs = list(prob.slabs())
-    keep_states = keep_states and len(slabs) == 1
-    for sl in slabs:
+    for sl in prob.slabs():
         bs, gs, ds = sl
-        if keep_states:
-            u, dt, a, h = prob.states(sl, for_backward=True,
-                                      buffers=fresh_buffers(y))
-            kept = (dt, a, h)
-        else:
-            u, _, _, h = prob.states(sl)
+        u, _, _, h = prob.states(sl)
         yv = prob.output(sl, h, u, y[bs, gs, ds])
         if prob.z is not None:
             yv.mul_(F.silu(prob.z[bs, gs, ds].to(acc)))
         if last is not None:
             last[bs, gs, ds] = h[:, 0, ..., -1]
-    return y, last, kept
+    return y, last
 
 
 def _backward(prob: _Problem, gy: Optional[torch.Tensor],
-              g_last: Optional[torch.Tensor],
-              kept: Optional[Tuple[torch.Tensor, ...]] = None):
-    """Gradients in the internal layout (accumulation dtype).
-
-    ``kept`` is (dt, a, h) of a one-slab problem from the forward pass;
-    they are used instead of recomputing them, and overwritten.
-    """
+              g_last: Optional[torch.Tensor]):
+    """Gradients in the internal layout (accumulation dtype); each slab's
+    states are recomputed."""
     batch, k_dirs, groups, group_dim, n_state, length = prob.shape
     acc = prob.acc
     dev = prob.u.device
@@ -347,15 +334,9 @@ def _backward(prob: _Problem, gy: Optional[torch.Tensor],
     if g_last is not None:
         g_last = g_last.unflatten(1, (groups, group_dim))
 
-    slabs = list(prob.slabs())
-    if len(slabs) != 1:  # (the slab size changed since the forward pass)
-        kept = None
-    for sl in slabs:
+    for sl in prob.slabs():
         bs, gs, ds = sl
-        if kept is not None:
-            u, (dt, a, h) = prob.slab_u(sl), kept
-        else:
-            u, dt, a, h = prob.states(sl, for_backward=True)
+        u, dt, a, h = prob.states(sl, for_backward=True)
         u4 = u[:, 0, ..., 0, :]
         gyp = (gy[bs, gs, ds].to(acc) if gy is not None else
                torch.zeros_like(u4))
@@ -420,119 +401,31 @@ def _cast(grad: Optional[torch.Tensor], like: Optional[torch.Tensor]):
     return grad.reshape(like.shape).to(like.dtype)
 
 
-class _ScanFnBase(torch.autograd.Function):
-    """Shared forward/backward; subclasses fix the argument layout."""
-
-    @staticmethod
-    def _problem(u, delta, A, B, C, D, z, delta_bias, delta_softplus
-                 ) -> _Problem:
-        raise NotImplementedError
-
-    @classmethod
-    def _run_forward(cls, ctx, u, delta, A, B, C, D, z, delta_bias,
-                     delta_softplus, return_last_state, grad_enabled):
-        ctx.set_materialize_grads(False)
-        ctx.delta_softplus = delta_softplus
-        ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias)
-        prob = cls._problem(u, delta, A, B, C, D, z, delta_bias,
-                            delta_softplus)
-        # A problem of one slab would recompute exactly the buffers filled
-        # here, so _forward hands them to the backward pass instead (at
-        # most three slabs' worth, ~4 MiB each in fp32). Larger problems
-        # recompute slab by slab, which keeps their memory to a slab.
-        keep = (grad_enabled and any(ctx.needs_input_grad)
-                and not prob.recording)
-        y, last, ctx.kept_states = _forward(prob, return_last_state, keep)
-        y = y.flatten(1, 2).to(u.dtype)
-        if last is None:
-            return y
-        return y, last.flatten(1, 2).to(u.dtype)
-
-    @classmethod
-    def _run_backward(cls, ctx, gy, g_last):
-        u, delta, A, B, C, D, z, delta_bias = ctx.saved_tensors
-        prob = cls._problem(u, delta, A, B, C, D, z, delta_bias,
-                            ctx.delta_softplus)
-        # The backward pass overwrites the kept states: a second backward
-        # (retain_graph=True) recomputes them.
-        kept, ctx.kept_states = ctx.kept_states, None
-        grads = _backward(prob, gy, g_last, kept)
-        gu, g_delta, gA, gB, gC, gD, gz, g_bias = grads
-        if gD is not None:  # both directions' D get the same gradient
-            gD = gD.flatten().repeat(prob.shape[1])
-        if g_bias is not None:
-            g_bias = g_bias.flatten()
-        return (_cast(gu, u), _cast(g_delta, delta), _cast(gA, A),
-                _cast(gB, B), _cast(gC, C), _cast(gD, D), _cast(gz, z),
-                _cast(g_bias, delta_bias))
+def _reverse_flags(k_dirs: int) -> Tuple[bool, ...]:
+    return tuple(k % 2 == 1 for k in range(k_dirs))
 
 
-class SelectiveScanFn(_ScanFnBase):
-    """One-direction selective scan; arguments as :func:`selective_scan`."""
-
-    @staticmethod
-    def _problem(u, delta, A, B, C, D, z, delta_bias, delta_softplus):
-        if B.dim() == 3:
-            B, C = B[:, None], C[:, None]
-        lift = lambda t: None if t is None else t[None]  # noqa: E731
-        return _Problem(u, delta[:, None], A[None], B[:, None], C[:, None],
-                        lift(D), z, lift(delta_bias), delta_softplus,
-                        reverse=(False, ))
-
-    @staticmethod
-    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_softplus,
-                return_last_state, grad_enabled):
-        return SelectiveScanFn._run_forward(ctx, u, delta, A, B, C, D, z,
-                                            delta_bias, delta_softplus,
-                                            return_last_state, grad_enabled)
-
-    @staticmethod
-    def backward(ctx, gy, g_last=None):
-        return SelectiveScanFn._run_backward(ctx, gy, g_last) + (None, ) * 3
+def torch_forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus: bool,
+                  return_last_state: bool):
+    """The ``'torch'`` implementation of the scan operator (its layout:
+    delta (b, K, d, L), A (K, d, N), B/C (b, K, G, N, L), D/bias (K, d)).
+    Returns y and direction 0's last state (or None) in u's dtype."""
+    prob = _Problem(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
+                    _reverse_flags(delta.shape[1]))
+    y, last = _forward(prob, return_last_state)
+    y = y.flatten(1, 2).to(u.dtype)
+    return y, (None if last is None else last.flatten(1, 2).to(u.dtype))
 
 
-class BidirectionalSelectiveScanFn(_ScanFnBase):
-    """SS2D's two-direction scan; arguments as
-    :func:`selective_scan_bidirectional` (direction 1 runs backwards)."""
-
-    @staticmethod
-    def _problem(u, delta, A, B, C, D, z, delta_bias, delta_softplus):
-        dim = u.shape[1]
-        per_dir = lambda t: None if t is None else t.view(2, dim)  # noqa
-        return _Problem(u, delta, A.view(2, dim, A.shape[-1]), B[:, :, None],
-                        C[:, :, None], per_dir(D), None, per_dir(delta_bias),
-                        delta_softplus, reverse=(False, True))
-
-    @staticmethod
-    def forward(ctx, u, delta, A, B, C, D, delta_bias, delta_softplus,
-                grad_enabled):
-        return BidirectionalSelectiveScanFn._run_forward(
-            ctx, u, delta, A, B, C, D, None, delta_bias, delta_softplus,
-            False, grad_enabled)
-
-    @staticmethod
-    def backward(ctx, gy):
-        grads = BidirectionalSelectiveScanFn._run_backward(ctx, gy, None)
-        gu, g_delta, gA, gB, gC, gD, _, g_bias = grads
-        return gu, g_delta, gA, gB, gC, gD, g_bias, None, None
-
-
-# torch.compile treats the op as opaque (a graph break) instead of tracing
-# its Python loops over slabs and chunks; the model around it still compiles.
-@torch.compiler.disable
-def selective_scan_torch(u, delta, A, B, C, D=None, z=None, delta_bias=None,
-                         delta_softplus=False, return_last_state=False):
-    """The ``'torch'`` backend of :func:`selective_scan`."""
-    # (inside forward, grad mode is always off: it is read here)
-    return SelectiveScanFn.apply(u, delta, A, B, C, D, z, delta_bias,
-                                 delta_softplus, return_last_state,
-                                 torch.is_grad_enabled())
-
-
-@torch.compiler.disable
-def selective_scan_bidirectional_torch(u, delta, A, B, C, D=None,
-                                       delta_bias=None, delta_softplus=True):
-    """The ``'torch'`` backend of :func:`selective_scan_bidirectional`."""
-    return BidirectionalSelectiveScanFn.apply(u, delta, A, B, C, D,
-                                              delta_bias, delta_softplus,
-                                              torch.is_grad_enabled())
+def torch_backward(gy, g_last, u, delta, A, B, C, D, z, delta_bias,
+                   delta_softplus: bool):
+    """Gradients of every input of :func:`torch_forward` (None for absent
+    inputs), recomputing the states slab by slab."""
+    prob = _Problem(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
+                    _reverse_flags(delta.shape[1]))
+    gu, g_delta, gA, gB, gC, gD, gz, g_bias = _backward(prob, gy, g_last)
+    if gD is not None:  # every direction's D gets the summed skip's grad
+        gD = gD.flatten().expand(D.shape[0], -1).contiguous()
+    return (_cast(gu, u), _cast(g_delta, delta), _cast(gA, A), _cast(gB, B),
+            _cast(gC, C), _cast(gD, D), _cast(gz, z), _cast(g_bias,
+                                                           delta_bias))

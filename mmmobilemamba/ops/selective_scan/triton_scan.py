@@ -162,73 +162,28 @@ def _as_kernel_input(t: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
     return t
 
 
-class _TritonFnBase(torch.autograd.Function):
-
-    @staticmethod
-    def _run_forward(ctx, k_dirs, u, delta, A, B, C, D, z, delta_bias,
-                     delta_softplus, return_last_state):
-        ctx.set_materialize_grads(False)
-        ctx.k_dirs, ctx.softplus = k_dirs, delta_softplus
-        ins = [_as_kernel_input(t)
-               for t in (u, delta, A, B, C, D, z, delta_bias)]
-        p = _Launch(*ins, k_dirs=k_dirs)
-        y, ck, last = _forward(p, delta_softplus, return_last_state)
-        ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, ck)
-        y = y.to(u.dtype)
-        return y if last is None else (y, last.to(u.dtype))
-
-    @staticmethod
-    def _run_backward(ctx, gy, g_last):
-        u, delta, A, B, C, D, z, delta_bias, ck = ctx.saved_tensors
-        ins = [_as_kernel_input(t)
-               for t in (u, delta, A, B, C, D, z, delta_bias)]
-        p = _Launch(*ins, k_dirs=ctx.k_dirs)
-        grads = _backward(p, ctx.softplus, ck, gy, g_last)
-        return tuple(_cast(g, t) for g, t in zip(
-            grads, (u, delta, A, B, C, D, z, delta_bias)))
+def triton_forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus: bool,
+                   return_last_state: bool):
+    """The ``'triton'`` implementation of the scan operator (its layout:
+    delta (b, K, d, L), A (K, d, N), B/C (b, K, G, N, L), D/bias (K, d))."""
+    ins = [_as_kernel_input(t) for t in (u, delta, A, B, C, D, z, delta_bias)]
+    if ins[5] is not None:
+        ins[5] = ins[5].reshape(-1)
+    p = _Launch(*ins, k_dirs=delta.shape[1])
+    y, _, last = _forward(p, delta_softplus, return_last_state)
+    return y.to(u.dtype), (None if last is None else last.to(u.dtype))
 
 
-class TritonSelectiveScanFn(_TritonFnBase):
-    """One-direction scan on the Triton kernels."""
-
-    @staticmethod
-    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_softplus,
-                return_last_state):
-        return _TritonFnBase._run_forward(ctx, 1, u, delta, A, B, C, D, z,
-                                          delta_bias, delta_softplus,
-                                          return_last_state)
-
-    @staticmethod
-    def backward(ctx, gy, g_last=None):
-        return _TritonFnBase._run_backward(ctx, gy, g_last) + (None, None)
-
-
-class TritonBidirectionalSelectiveScanFn(_TritonFnBase):
-    """SS2D's two-direction scan on the Triton kernels."""
-
-    @staticmethod
-    def forward(ctx, u, delta, A, B, C, D, delta_bias, delta_softplus):
-        return _TritonFnBase._run_forward(ctx, 2, u, delta, A, B, C, D, None,
-                                          delta_bias, delta_softplus, False)
-
-    @staticmethod
-    def backward(ctx, gy):
-        gu, gdelta, gA, gB, gC, gD, _, gbias = _TritonFnBase._run_backward(
-            ctx, gy, None)
-        return gu, gdelta, gA, gB, gC, gD, gbias, None
-
-
-def selective_scan_triton(u, delta, A, B, C, D=None, z=None, delta_bias=None,
-                          delta_softplus=False, return_last_state=False):
-    """The ``'triton'`` backend of :func:`selective_scan`."""
-    return TritonSelectiveScanFn.apply(u, delta, A, B, C, D, z, delta_bias,
-                                       delta_softplus, return_last_state)
-
-
-def selective_scan_bidirectional_triton(u, delta, A, B, C, D=None,
-                                        delta_bias=None,
-                                        delta_softplus=True):
-    """The ``'triton'`` backend of :func:`selective_scan_bidirectional`."""
-    return TritonBidirectionalSelectiveScanFn.apply(u, delta, A, B, C, D,
-                                                    delta_bias,
-                                                    delta_softplus)
+def triton_backward(gy, g_last, u, delta, A, B, C, D, z, delta_bias,
+                    delta_softplus: bool):
+    """Gradients of :func:`triton_forward`'s inputs; the forward kernel is
+    run again for its tile checkpoints."""
+    ins = [_as_kernel_input(t) for t in (u, delta, A, B, C, D, z, delta_bias)]
+    if ins[5] is not None:
+        ins[5] = ins[5].reshape(-1)
+    p = _Launch(*ins, k_dirs=delta.shape[1])
+    _, ck, _ = _forward(p, delta_softplus, False)
+    grads = _backward(p, delta_softplus, ck, _as_kernel_input(gy),
+                      _as_kernel_input(g_last))
+    return tuple(_cast(g, t) for g, t in zip(
+        grads, (u, delta, A, B, C, D, z, delta_bias)))

@@ -1,0 +1,292 @@
+// The compiled CPU selective scan: forward and backward entry points.
+//
+// The kernels (scan_kernel.h) are compiled three times on x86-64: for the
+// baseline instruction set, for AVX2 + FMA and for AVX-512; the fastest one
+// the running CPU supports is chosen at the first call. So the extension is
+// as portable as PyTorch's own wheel while the build needs no -march flag.
+// Other architectures get one copy, vectorised for their baseline.
+//
+// The Python side (mmmobilemamba/ops/selective_scan/cpp_scan.py) prepares
+// contiguous inputs in the layouts listed in scan_kernel.h and registers
+// these functions as the 'cpp' implementation of the scan's custom operator.
+#include <ATen/ATen.h>
+#include <ATen/OpMathType.h>
+#include <ATen/Parallel.h>
+#include <torch/extension.h>
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#define SCAN_MULTI_ISA 1
+#endif
+
+#define SCAN_NS isa_base
+#include "scan_kernel.h"
+#undef SCAN_NS
+
+#ifdef SCAN_MULTI_ISA
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+#define SCAN_NS isa_avx2
+#include "scan_kernel.h"
+#undef SCAN_NS
+#pragma GCC pop_options
+
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512dq,avx512vl,avx512bw,fma,prefer-vector-width=512")
+#define SCAN_NS isa_avx512
+#include "scan_kernel.h"
+#undef SCAN_NS
+#pragma GCC pop_options
+#endif
+
+namespace {
+
+enum class Isa { base, avx2, avx512 };
+
+Isa detect_isa() {
+#ifdef SCAN_MULTI_ISA
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw"))
+    return Isa::avx512;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+    return Isa::avx2;
+#endif
+  return Isa::base;
+}
+
+Isa isa() {
+  static const Isa chosen = detect_isa();
+  return chosen;
+}
+
+std::string isa_name() {
+  switch (isa()) {
+    case Isa::avx512: return "avx512";
+    case Isa::avx2: return "avx2";
+    default: return "baseline";
+  }
+}
+
+// Runs the statement (which names the kernel copy `ns`) with the copy
+// chosen for this CPU.
+#ifdef SCAN_MULTI_ISA
+#define SCAN_ISA_CASES(...)                                             \
+  case Isa::avx512: { namespace ns = isa_avx512; __VA_ARGS__; break; }  \
+  case Isa::avx2: { namespace ns = isa_avx2; __VA_ARGS__; break; }
+#else
+#define SCAN_ISA_CASES(...)
+#endif
+#define SCAN_DISPATCH_ISA(...)                             \
+  do {                                                     \
+    switch (isa()) {                                       \
+      SCAN_ISA_CASES(__VA_ARGS__)                          \
+      default: { namespace ns = isa_base; __VA_ARGS__; }   \
+    }                                                      \
+  } while (0)
+
+const at::Tensor* opt(const std::optional<at::Tensor>& t) {
+  return (t.has_value() && t->defined()) ? &*t : nullptr;
+}
+
+struct Shapes {
+  int64_t batch, dim, length, K, G, N, gd, nbg;
+};
+
+Shapes check(const at::Tensor& u, const at::Tensor& delta, const at::Tensor& A,
+             const at::Tensor& B, const at::Tensor& C,
+             const std::optional<at::Tensor>& D, const std::optional<at::Tensor>& z,
+             const std::optional<at::Tensor>& bias, int64_t cb) {
+  TORCH_CHECK(u.device().is_cpu(), "scan_cpu: tensors must be on the CPU");
+  TORCH_CHECK(u.dim() == 3 && delta.dim() == 4 && A.dim() == 3 && B.dim() == 5,
+              "scan_cpu: unexpected ranks");
+  Shapes s;
+  s.batch = u.size(0);
+  s.dim = u.size(1);
+  s.length = u.size(2);
+  s.K = delta.size(1);
+  s.G = B.size(2);
+  s.N = A.size(2);
+  TORCH_CHECK(s.G > 0 && s.dim % s.G == 0, "scan_cpu: groups must divide dim");
+  s.gd = s.dim / s.G;
+  s.nbg = (s.gd + cb - 1) / cb;
+  const auto dt = u.scalar_type();
+  const auto acc = dt == at::kDouble ? at::kDouble : at::kFloat;
+  TORCH_CHECK(delta.sizes() == at::IntArrayRef({s.batch, s.K, s.dim, s.length}),
+              "scan_cpu: delta shape");
+  TORCH_CHECK(A.sizes() == at::IntArrayRef({s.K, s.dim, s.N}), "scan_cpu: A shape");
+  TORCH_CHECK(B.sizes() == at::IntArrayRef({s.batch, s.K, s.G, s.N, s.length}) &&
+                  C.sizes() == B.sizes(), "scan_cpu: B/C shape");
+  for (const at::Tensor* t : {&u, &delta, &B, &C})
+    TORCH_CHECK(t->is_contiguous() && t->scalar_type() == dt,
+                "scan_cpu: u, delta, B, C, z must be contiguous and of one dtype");
+  TORCH_CHECK(A.is_contiguous() && A.scalar_type() == acc, "scan_cpu: A dtype");
+  if (auto* t = opt(z))
+    TORCH_CHECK(t->is_contiguous() && t->scalar_type() == dt && t->sizes() == u.sizes(),
+                "scan_cpu: z");
+  if (auto* t = opt(D))
+    TORCH_CHECK(t->is_contiguous() && t->scalar_type() == acc && t->numel() == s.dim,
+                "scan_cpu: D must be (dim,) in the accumulation dtype");
+  if (auto* t = opt(bias))
+    TORCH_CHECK(t->is_contiguous() && t->scalar_type() == acc &&
+                    t->numel() == s.K * s.dim, "scan_cpu: bias must be (K, dim)");
+  return s;
+}
+
+template <typename P, typename scalar_t, typename acc_t>
+P make_problem(const Shapes& s, bool softplus, const at::Tensor& u,
+               const at::Tensor& delta, const at::Tensor& A, const at::Tensor& B,
+               const at::Tensor& C, const std::optional<at::Tensor>& D,
+               const std::optional<at::Tensor>& z,
+               const std::optional<at::Tensor>& bias) {
+  P p;
+  p.batch = s.batch; p.dim = s.dim; p.length = s.length; p.K = s.K;
+  p.G = s.G; p.N = s.N; p.gd = s.gd; p.nbg = s.nbg; p.softplus = softplus;
+  p.u = u.data_ptr<scalar_t>();
+  p.delta = delta.data_ptr<scalar_t>();
+  p.B = B.data_ptr<scalar_t>();
+  p.C = C.data_ptr<scalar_t>();
+  p.z = opt(z) ? opt(z)->data_ptr<scalar_t>() : nullptr;
+  p.A = A.data_ptr<acc_t>();
+  p.D = opt(D) ? opt(D)->data_ptr<acc_t>() : nullptr;
+  p.bias = opt(bias) ? opt(bias)->data_ptr<acc_t>() : nullptr;
+  return p;
+}
+
+// y (b, d, L) in u's dtype; last state of direction 0 (b, d, N) in the
+// accumulation dtype, or an empty tensor.
+std::vector<at::Tensor> scan_fwd(const at::Tensor& u, const at::Tensor& delta,
+                                 const at::Tensor& A, const at::Tensor& B,
+                                 const at::Tensor& C,
+                                 const std::optional<at::Tensor>& D,
+                                 const std::optional<at::Tensor>& z,
+                                 const std::optional<at::Tensor>& bias,
+                                 bool softplus, bool return_last_state) {
+  const Shapes s = check(u, delta, A, B, C, D, z, bias, isa_base::CB);
+  at::Tensor y = at::empty_like(u);
+  at::Tensor last = return_last_state
+                        ? at::zeros({s.batch, s.dim, s.N}, A.options())
+                        : at::empty({0}, A.options());
+  AT_DISPATCH_FLOATING_TYPES_AND2(
+      at::kHalf, at::kBFloat16, u.scalar_type(), "scan_cpu_fwd", [&] {
+        using acc_t = at::opmath_type<scalar_t>;
+        SCAN_DISPATCH_ISA({
+          auto p = make_problem<ns::Problem<scalar_t, acc_t>, scalar_t, acc_t>(
+              s, softplus, u, delta, A, B, C, D, z, bias);
+          ns::forward(p, y.data_ptr<scalar_t>(),
+                      return_last_state ? last.data_ptr<acc_t>() : nullptr);
+        });
+      });
+  return {y, last};
+}
+
+// Gradients: du, d(delta), dz in the input dtype (dz empty without z); dA
+// (K, d, N), dB / dC (b, K, G, N, L), dD (d,) (of the summed skip weight),
+// d(bias) (K, d) in the accumulation dtype (dD / d(bias) empty when absent).
+std::vector<at::Tensor> scan_bwd(const std::optional<at::Tensor>& gy_,
+                                 const std::optional<at::Tensor>& g_last_,
+                                 const at::Tensor& u, const at::Tensor& delta,
+                                 const at::Tensor& A, const at::Tensor& B,
+                                 const at::Tensor& C,
+                                 const std::optional<at::Tensor>& D,
+                                 const std::optional<at::Tensor>& z,
+                                 const std::optional<at::Tensor>& bias,
+                                 bool softplus) {
+  const Shapes s = check(u, delta, A, B, C, D, z, bias, isa_base::CB);
+  const at::Tensor* gy = opt(gy_);
+  const at::Tensor* g_last = opt(g_last_);
+  if (gy)
+    TORCH_CHECK(gy->is_contiguous() && gy->scalar_type() == u.scalar_type() &&
+                    gy->sizes() == u.sizes(), "scan_cpu: grad of y");
+  if (g_last)
+    TORCH_CHECK(g_last->is_contiguous() && g_last->scalar_type() == A.scalar_type() &&
+                    g_last->numel() == s.batch * s.dim * s.N,
+                "scan_cpu: grad of the last state");
+  const auto ao = A.options();
+  at::Tensor gu = at::empty_like(u);
+  at::Tensor gdelta = at::empty_like(delta);
+  at::Tensor gz = opt(z) ? at::empty_like(u) : at::empty({0}, u.options());
+  at::Tensor gA_part = at::empty({s.batch, s.K, s.dim, s.N}, ao);
+  at::Tensor gB_part = at::empty({s.batch, s.K, s.G, s.nbg, s.N, s.length}, ao);
+  at::Tensor gC_part = at::empty_like(gB_part);
+  at::Tensor gD_part = at::empty({s.batch, s.dim}, ao);
+  at::Tensor gbias_part = at::empty({s.batch, s.K, s.dim}, ao);
+  AT_DISPATCH_FLOATING_TYPES_AND2(
+      at::kHalf, at::kBFloat16, u.scalar_type(), "scan_cpu_bwd", [&] {
+        using acc_t = at::opmath_type<scalar_t>;
+        SCAN_DISPATCH_ISA({
+          auto p = make_problem<ns::Problem<scalar_t, acc_t>, scalar_t, acc_t>(
+              s, softplus, u, delta, A, B, C, D, z, bias);
+          ns::Grads g{gu.data_ptr(), gdelta.data_ptr(),
+                      opt(z) ? gz.data_ptr() : nullptr, gA_part.data_ptr(),
+                      gB_part.data_ptr(), gC_part.data_ptr(), gD_part.data_ptr(),
+                      gbias_part.data_ptr()};
+          ns::backward(p, gy ? gy->data_ptr<scalar_t>() : nullptr,
+                       g_last ? g_last->data_ptr<acc_t>() : nullptr, g);
+        });
+      });
+  // Serial sums of the partials, in a fixed order: the same result for any
+  // number of threads.
+  at::Tensor gA = at::zeros({s.K, s.dim, s.N}, ao);
+  at::Tensor gB = at::zeros({s.batch, s.K, s.G, s.N, s.length}, ao);
+  at::Tensor gC = at::zeros_like(gB);
+  at::Tensor gD = opt(D) ? at::zeros({s.dim}, ao) : at::empty({0}, ao);
+  at::Tensor gbias = opt(bias) ? at::zeros({s.K, s.dim}, ao) : at::empty({0}, ao);
+  AT_DISPATCH_FLOATING_TYPES(A.scalar_type(), "scan_cpu_bwd_sum", [&] {
+    const int64_t nA = s.K * s.dim * s.N, nb = s.K * s.dim;
+    const scalar_t* pa = gA_part.data_ptr<scalar_t>();
+    scalar_t* ga = gA.data_ptr<scalar_t>();
+    for (int64_t b = 0; b < s.batch; ++b)
+      for (int64_t i = 0; i < nA; ++i) ga[i] += pa[b * nA + i];
+    if (opt(D)) {
+      const scalar_t* pd = gD_part.data_ptr<scalar_t>();
+      scalar_t* gd = gD.data_ptr<scalar_t>();
+      for (int64_t b = 0; b < s.batch; ++b)
+        for (int64_t i = 0; i < s.dim; ++i) gd[i] += pd[b * s.dim + i];
+    }
+    if (opt(bias)) {
+      const scalar_t* pb = gbias_part.data_ptr<scalar_t>();
+      scalar_t* gb = gbias.data_ptr<scalar_t>();
+      for (int64_t b = 0; b < s.batch; ++b)
+        for (int64_t i = 0; i < nb; ++i) gb[i] += pb[b * nb + i];
+    }
+    const int64_t NL = s.N * s.length;
+    for (auto [part, full] : {std::pair{&gB_part, &gB}, std::pair{&gC_part, &gC}}) {
+      const scalar_t* pp = part->data_ptr<scalar_t>();
+      scalar_t* pf = full->data_ptr<scalar_t>();
+      const int64_t rows = s.batch * s.K * s.G;
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t blk = 0; blk < s.nbg; ++blk) {
+          const scalar_t* src = pp + (r * s.nbg + blk) * NL;
+          scalar_t* dst = pf + r * NL;
+          for (int64_t i = 0; i < NL; ++i) dst[i] += src[i];
+        }
+    }
+  });
+  return {gu, gdelta, gA, gB, gC, gD, gz, gbias};
+}
+
+}  // namespace
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.doc() = "Compiled CPU selective scan (forward and backward).";
+  m.def("scan_fwd", &scan_fwd, "selective scan forward");
+  m.def("scan_bwd", &scan_bwd, "selective scan backward");
+  m.def("isa", &isa_name, "instruction set of the kernel copy in use");
+  m.def("scratch_bytes",
+        [](int64_t L, int64_t N, int64_t K, bool z, bool backward, bool fp64) {
+          return isa_base::thread_scratch_bytes(L, N, K, z, backward,
+                                                fp64 ? 8 : 4);
+        },
+        "bytes of scratch one thread allocates for a problem of length L "
+        "(outside PyTorch's allocator, so not seen by its profiler)");
+  m.attr("CHANNEL_BLOCK") = isa_base::CB;
+  m.attr("TILE") = isa_base::TT;
+}

@@ -1,0 +1,240 @@
+"""The scan as one custom operator, the backend table, the compiled CPU
+kernels' thread independence and the fallback when they are not built.
+
+The numerical matrix (every L, N, groups, gate, last state, large decays,
+fp16/bf16, gradcheck, batch independence) runs for every backend, the
+compiled one included, in ``test_selective_scan.py``.
+"""
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from mmmobilemamba.ops.selective_scan import (ScanBackend, available_backends,
+                                              backend_table, default_backend,
+                                              selective_scan,
+                                              selective_scan_bidirectional)
+from mmmobilemamba.ops.selective_scan import backends as backends_mod
+from mmmobilemamba.ops.selective_scan.scan_op import selective_scan_op
+from .test_selective_scan import NAMES, make_bi_inputs, make_inputs
+
+OP_BACKENDS = [b for b in ('cpp', 'torch') if b in available_backends('cpu')]
+HAS_CPP = 'cpp' in available_backends('cpu')
+needs_cpp = pytest.mark.skipif(not HAS_CPP,
+                               reason='the compiled CPU scan is not built')
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
+
+
+def _op_args(case: str, dtype=torch.float32):
+    """Arguments of the op in its layout, with gradients wanted."""
+    g = torch.Generator().manual_seed(0)
+    r = lambda *s: torch.randn(*s, generator=g, dtype=dtype)  # noqa: E731
+    b, d, L = 2, 6, 9
+    if case == 'two':
+        K, G, N, z, last = 2, 1, 1, None, False
+    elif case == 'grouped_z_last':
+        K, G, N, z, last = 1, 3, 2, r(b, d, L), True
+    else:
+        K, G, N, z, last = 1, 1, 16, None, False
+    ins = [r(b, d, L), r(b, K, d, L) * 0.5,
+           -torch.rand(K, d, N, generator=g, dtype=dtype),
+           r(b, K, G, N, L), r(b, K, G, N, L), r(K, d), z, r(K, d) * 0.1]
+    ins = [None if t is None else t.requires_grad_() for t in ins]
+    return ins, last
+
+
+@pytest.mark.parametrize('backend', OP_BACKENDS)
+@pytest.mark.parametrize('case', ['one', 'grouped_z_last', 'two'])
+def test_opcheck(backend, case):
+    """Schema, fake tensor, autograd registration and AOT dispatch."""
+    ins, last = _op_args(case)
+    torch.library.opcheck(selective_scan_op, (*ins, True, last, backend))
+
+
+@pytest.mark.parametrize('backend', OP_BACKENDS)
+def test_op_and_public_function_agree(backend):
+    ins = make_bi_inputs(2, 5, 30, 1)
+    y = selective_scan_bidirectional(*ins, backend=backend)
+    u, delta, A, B, C, D, bias = ins
+    y_op, _ = torch.ops.mmmobilemamba.selective_scan(
+        u, delta, A.view(2, 5, 1), B[:, :, None], C[:, :, None],
+        D.view(2, 5), None, bias.view(2, 5), True, False, backend)
+    torch.testing.assert_close(y, y_op, rtol=0, atol=0)
+
+
+@needs_cpp
+def test_cpp_identical_at_one_and_two_threads():
+    """Per-task partial sums are added serially: no thread-count effect."""
+    ins = make_inputs(3, 80, 300, 2, groups=2, z=True, seed=21)
+    old = torch.get_num_threads()
+    results = []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            xs = {k: v.clone().requires_grad_() for k, v in ins.items()}
+            y, last = selective_scan(*(xs[k] for k in NAMES), True, True,
+                                     backend='cpp')
+            grads = torch.autograd.grad((y * y).sum() + last.sum(),
+                                        list(xs.values()))
+            bi = [t.clone().requires_grad_()
+                  for t in make_bi_inputs(3, 100, 200, 1, seed=22)]
+            yb = selective_scan_bidirectional(*bi, backend='cpp')
+            bgrads = torch.autograd.grad((yb * yb).sum(), bi)
+            results.append((y, last, *grads, yb, *bgrads))
+    finally:
+        torch.set_num_threads(old)
+    for a, b in zip(*results):
+        assert torch.equal(a, b)
+
+
+@needs_cpp
+def test_cpp_kernel_reports_its_instruction_set():
+    from mmmobilemamba.ops.selective_scan.cpp_scan import cpp_isa
+    assert cpp_isa() in ('avx512', 'avx2', 'baseline')
+
+
+def test_table_records_and_defaults():
+    table = backend_table()
+    assert {'cpp', 'torch', 'triton', 'ref', 'export'} <= set(table)
+    for name in ('cpp', 'torch', 'triton'):
+        assert table[name].kernels is not None  # implementations of the op
+    assert default_backend('cpu') == ('cpp' if HAS_CPP else 'torch')
+    assert table['cpp'].priority['cpu'] > table['torch'].priority['cpu']
+    assert table['triton'].priority['cuda'] > table['torch'].priority['cuda']
+    assert 'cpu' not in table['ref'].priority  # never a default
+
+
+def test_unsupported_option_raises_instead_of_falling_back(monkeypatch):
+    """A backend that leaves an option out says so; asking for it raises
+    (no silent switch to another backend)."""
+    calls = []
+    record = ScanBackend(
+        'limited', lambda device: True,
+        lambda *a, **k: calls.append('one'),
+        lambda *a, **k: calls.append('two'),
+        unsupported={'z': 'no gate in this kernel',
+                     'n_state>1': 'N = 1 only'})
+    monkeypatch.setitem(backends_mod._TABLE, 'limited', record)
+    ins = make_inputs(1, 4, 8, 1, z=True)
+    with pytest.raises(NotImplementedError, match='does not support z'):
+        selective_scan(*(ins[k] for k in NAMES), True, backend='limited')
+    bi = make_bi_inputs(1, 4, 8, 2)
+    with pytest.raises(NotImplementedError, match='N = 1 only'):
+        selective_scan_bidirectional(*bi, backend='limited')
+    assert calls == []
+    selective_scan_bidirectional(*make_bi_inputs(1, 4, 8, 1),
+                                 backend='limited')
+    assert calls == ['two']
+
+
+def test_set_scan_backend_is_the_one_model_level_switch():
+    from mmmobilemamba.models import MobileMamba, set_scan_backend
+    from mmmobilemamba.models.ss2d import SS2D
+    model = MobileMamba('T2', scan_backend='ref')
+    ss2d = [m for m in model.modules() if isinstance(m, SS2D)]
+    assert ss2d and all(m.scan_backend == 'ref' for m in ss2d)
+    assert set_scan_backend(model, 'export') == len(ss2d)
+    assert all(m.scan_backend == 'export' for m in ss2d)
+    assert set_scan_backend(model, None) == len(ss2d)
+    with pytest.raises(ValueError, match='unknown selective-scan backend'):
+        set_scan_backend(model, 'cuda-kernels')
+
+
+def _explain(model, x):
+    torch._dynamo.reset()
+    try:
+        return torch._dynamo.explain(model)(x)
+    finally:
+        torch._dynamo.reset()
+
+
+def test_t2_backbone_traces_without_graph_breaks():
+    """torch.compile sees T2's whole forward as one graph, the scan as one
+    op."""
+    from mmmobilemamba.models import MobileMamba
+    from mmmobilemamba.models.ss2d import SS2D
+    model = MobileMamba('T2', out_indices=(1, 2, 3)).eval()
+    with torch.no_grad():
+        explained = _explain(model, torch.rand(1, 3, 192, 192))
+    assert explained.graph_break_count == 0, explained.break_reasons
+    assert explained.graph_count == 1
+    targets = [str(n.target) for g in explained.graphs for n in g.graph.nodes
+               if n.op == 'call_function']
+    n_ss2d = sum(isinstance(m, SS2D) for m in model.modules())
+    assert sum('selective_scan' in t for t in targets) == n_ss2d, targets
+
+
+def test_t2_classifier_traces_without_graph_breaks():
+    pytest.importorskip('mmpretrain')
+    import mmmobilemamba  # noqa: F401  (registration)
+    from mmengine.config import Config
+    from mmengine.registry import DefaultScope
+    from mmpretrain.registry import MODELS
+    cfg = Config.fromfile(os.path.join(
+        REPO, 'configs/mobilemamba/mobilemamba-t2_8xb128_in1k.py'))
+    cfg.model.pop('train_cfg', None)
+    cfg.model.backbone['init_cfg'] = None
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        model = MODELS.build(cfg.model).eval()
+
+    def logits(x):
+        return model(x, mode='tensor')
+
+    with torch.no_grad():
+        explained = _explain(logits, torch.rand(1, 3, 192, 192))
+    assert explained.graph_break_count == 0, explained.break_reasons
+
+
+@needs_cpp
+def test_export_sees_one_scan_op():
+    from mmmobilemamba.models.ss2d import SS2D
+    model = SS2D(16).eval()
+    ep = torch.export.export(model, (torch.rand(1, 16, 5, 6), ))
+    targets = [str(n.target) for n in ep.graph.nodes
+               if n.op == 'call_function']
+    scans = [t for t in targets if 'selective_scan' in t]
+    assert scans == ['mmmobilemamba.selective_scan.default'], targets
+
+
+def _run_without_extension(code: str) -> subprocess.CompletedProcess:
+    """``code`` in a fresh interpreter where the compiled scan cannot be
+    imported (as on a machine where it was not built)."""
+    prelude = ('import sys\n'
+               'sys.modules["mmmobilemamba.ops._scan_cpu"] = None\n')
+    env = dict(os.environ)
+    env['PYTHONPATH'] = os.pathsep.join(
+        p for p in (REPO, env.get('PYTHONPATH')) if p)
+    return subprocess.run([sys.executable, '-c', prelude + code],
+                          capture_output=True, text=True, env=env,
+                          timeout=600)
+
+
+def test_fallback_without_the_extension_says_so_once():
+    out = _run_without_extension(
+        'import mmmobilemamba\n'
+        'import mmmobilemamba.ops, mmmobilemamba.models\n'
+        'import torch\n'
+        'from mmmobilemamba.ops.selective_scan import (default_backend,\n'
+        '    selective_scan_bidirectional)\n'
+        'print("default", default_backend("cpu"))\n'
+        'x = [torch.randn(1, 4, 6), torch.randn(1, 2, 4, 6),\n'
+        '     -torch.rand(8, 1), torch.randn(1, 2, 1, 6),\n'
+        '     torch.randn(1, 2, 1, 6)]\n'
+        'print("ran", tuple(selective_scan_bidirectional(*x).shape))\n'
+        'try:\n'
+        '    selective_scan_bidirectional(*x, backend="cpp")\n'
+        'except RuntimeError as e:\n'
+        '    print("explicit:", e)\n')
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert 'default torch' in out.stdout
+    assert 'ran (1, 4, 6)' in out.stdout
+    assert "explicit: selective-scan backend 'cpp' cannot run on cpu: " \
+        'the compiled CPU selective scan' in out.stdout
+    notes = [line for line in out.stderr.splitlines()
+             if 'compiled CPU selective scan' in line]
+    assert len(notes) == 1, out.stderr[-3000:]
+    assert 'pure-PyTorch selective scan is used instead' in notes[0]
+    assert 'pip install --no-build-isolation' in notes[0]
