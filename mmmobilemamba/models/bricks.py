@@ -68,8 +68,11 @@ class PointwiseConv2d(nn.Conv2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
         tokens = x.reshape(b, c, h * w).transpose(1, 2)
-        y = F.linear(tokens, self.weight.view(self.out_channels, c),
-                     self.bias)
+        weight = self.weight.view(self.out_channels, c)
+        if b == 1:  # one addmm with the bias (F.linear on 3-D adds it apart)
+            y = torch.addmm(self.bias, tokens[0], weight.t())[None]
+        else:
+            y = F.linear(tokens, weight, self.bias)
         return y.transpose(1, 2).view(b, self.out_channels, h, w)
 
 

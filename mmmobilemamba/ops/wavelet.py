@@ -135,7 +135,7 @@ def haar_dwt2d_matmul(x: torch.Tensor, dec_mix: torch.Tensor
     if pad_h or pad_w:
         x = F.pad(x, (0, pad_w, 0, pad_h))
     b, c, h, w = x.shape
-    taps = F.pixel_unshuffle(x, 2).view(b, c, 4, (h // 2) * (w // 2))
+    taps = F.pixel_unshuffle(x, 2).reshape(b, c, 4, (h // 2) * (w // 2))
     return torch.matmul(dec_mix.to(x.dtype), taps).view(b, 4 * c, h // 2,
                                                           w // 2)
 
