@@ -66,6 +66,10 @@ class PointwiseConv2d(nn.Conv2d):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.onnx.is_in_onnx_export():
+            # onnxruntime runs a 1x1 Conv well; the product would add two
+            # Transposes per layer to the graph (measured 11 % slower).
+            return super().forward(x)
         b, c, h, w = x.shape
         tokens = x.reshape(b, c, h * w).transpose(1, 2)
         weight = self.weight.view(self.out_channels, c)

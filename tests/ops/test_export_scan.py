@@ -58,8 +58,16 @@ def test_chunk_length_is_about_sqrt():
         1, 3, 6, 12, 13, 32]
 
 
+@pytest.fixture(params=['doubling', 'chunked'])
+def formulation(request, monkeypatch):
+    from mmmobilemamba.ops.selective_scan import export_scan
+    monkeypatch.setattr(export_scan, 'EXPORT_SCAN', request.param)
+    return request.param
+
+
 @pytest.mark.parametrize('length', [9, 144, 150])
-def test_bidirectional_export_matches_reference_at_decay_200(length):
+def test_bidirectional_export_matches_reference_at_decay_200(length,
+                                                             formulation):
     g = torch.Generator().manual_seed(0)
     batch, dim = 2, 3
     u = torch.randn(batch, dim, length, generator=g)
@@ -86,12 +94,14 @@ def test_bidirectional_export_matches_reference_at_decay_200(length):
     assert _rel(y, y_ref) < 1e-5
 
 
-def test_onnx_graph_is_small_and_standard(tmp_path):
+def test_onnx_graph_is_small_and_standard(tmp_path, monkeypatch):
     """An SS2D with the export scan lowers to standard ops, with no Pad per
     doubling level, and onnxruntime reproduces PyTorch."""
     ort = pytest.importorskip('onnxruntime')
     onnx = pytest.importorskip('onnx')
     from mmmobilemamba.models.ss2d import SS2D
+    from mmmobilemamba.ops.selective_scan import export_scan
+    monkeypatch.setattr(export_scan, 'EXPORT_SCAN', 'chunked')
     torch.manual_seed(0)
     m = SS2D(16, scan_backend='export').eval()
     x = torch.randn(1, 16, 12, 12)

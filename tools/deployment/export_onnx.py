@@ -15,8 +15,8 @@
   to ``--shape`` (the scan's graph is specialised to the sequence length).
 
 The selective scan is exported through the ``'export'`` backend
-(:mod:`mmmobilemamba.ops.selective_scan.export_scan`): a chunked scan of
-standard ONNX ops (CumSum, Exp, MatMul, Where, Softplus, ...), so any
+(:mod:`mmmobilemamba.ops.selective_scan.export_scan`): a log-depth doubling
+scan of standard ONNX ops (Pad, Slice, Mul, Add, Exp, Softplus), so any
 ONNX runtime runs it; no custom operator. After writing OUT the tool runs
 it with onnxruntime and compares it with the PyTorch model (default scan
 backend) at two batch sizes (1 and 3 with ``--dynamic-batch``, else the
