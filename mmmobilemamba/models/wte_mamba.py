@@ -29,7 +29,8 @@ class WTEMamba(nn.Module):
         wavelet_scale_init (float): Initial per-band scale. Defaults to 0.1.
         base_scale_init (float): Initial scale of the SS2D term. Defaults to
             1.0.
-        deploy (bool): Build SS2D's Conv-BNs fused. Defaults to False.
+        deploy (bool): Build SS2D's Conv-BNs fused and the wavelet transform
+            in its deploy form. Defaults to False.
     """
 
     def __init__(self,
@@ -46,7 +47,7 @@ class WTEMamba(nn.Module):
                          deploy=deploy)
         self.base_scale = nn.Parameter(
             torch.full((1, channels, 1, 1), float(base_scale_init)))
-        self.wavelet = HaarWavelet2d(channels)
+        self.wavelet = HaarWavelet2d(channels, deploy=deploy)
         # padding='same' as the release: also what the FLOP convention of
         # docs/architecture.md#flops uses (mmengine leaves this conv out).
         self.wavelet_conv = nn.Conv2d(4 * channels, 4 * channels, kernel_size,

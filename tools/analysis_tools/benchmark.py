@@ -4,6 +4,7 @@
         [--batch 32] [--device cpu|cuda] [--threads N] [--fuse]
         [--channels-last] [--compile] [--peers] [--scan-share]
         [--rounds 5] [--latency-iters 30]
+        [--latency-threads 1 2] [--variants] [--onnx] [--plot OUT.png]
 
 CONFIG is a classifier (mmpretrain), a detector (mmdet) or a segmentor
 (mmseg). For the last two the dense part is timed, the part the FLOP tables
@@ -29,6 +30,23 @@ their own resolutions in the same rounds, interleaved with the model, so
 that machine load affects all alike, and prints the ratios.
 ``--scan-share`` times the selective scan inside one forward with timing
 hooks and prints its share of the forward time.
+
+Batch-1 latency, what a phone user waits for, is measured on its own too:
+
+* ``--latency-threads 1 2``: for each thread count, every model's batch-1
+  forwards, interleaved one model after the other in rotating order over
+  ``--rounds`` rounds; median and 90th percentile per model, and each
+  model's ratio to MobileNetV3-Large (with ``--peers``);
+* ``--variants``: the other MobileMamba classifiers (of T2, T4, S6, B1,
+  B2, B4, at their test sizes, BN fused with ``--fuse``) join that
+  comparison;
+* ``--onnx``: every model of the comparison is exported to ONNX (MobileMamba
+  through ``tools/deployment/export_onnx.py``'s path: BN fused, the
+  ``'export'`` scan; the peers with ``torch.onnx.export``) and timed the
+  same way in onnxruntime with one intra-op thread and spinning off;
+* ``--plot OUT.png``: measured batch-1 latency against ImageNet top-1, one
+  panel per runtime, each accuracy being the release's (MobileMamba) or
+  the published one in mmpretrain's model zoo (peers).
 
 Timings taken while other jobs load the machine are noise: check the load
 average first (the tool prints it).
@@ -58,6 +76,26 @@ PEERS: Tuple[Tuple[str, str, int], ...] = (
     ('MobileViT-S', 'mobilevit-small_3rdparty_in1k', 256),
     ('EfficientNet-B0', 'efficientnet-b0_3rdparty_8xb32_in1k', 224),
 )
+
+#: ImageNet-1k top-1 of the peers as published in mmpretrain 1.2.0's model
+#: zoo (the metafile of each model name above).
+PEER_TOP1: Dict[str, float] = {
+    'MobileNetV3-Large': 73.49, 'MobileViT-XS': 74.75, 'MobileViT-S': 78.25,
+    'EfficientNet-B0': 76.74}
+
+#: MobileMamba variants: (label, config name, top-1 300 ep, top-1 1000 ep +
+#: KD), accuracies being the authors' release's (not re-measured here).
+VARIANTS: Tuple[Tuple[str, str, float, float], ...] = (
+    ('MobileMamba-T2', 'mobilemamba-t2_8xb128_in1k', 71.5, 76.9),
+    ('MobileMamba-T4', 'mobilemamba-t4_8xb128_in1k', 76.1, 78.9),
+    ('MobileMamba-S6', 'mobilemamba-s6_8xb128_in1k', 78.0, 80.7),
+    ('MobileMamba-B1', 'mobilemamba-b1_8xb128_in1k', 79.9, 82.2),
+    ('MobileMamba-B2', 'mobilemamba-b2_8xb128_in1k', 81.6, 83.3),
+    ('MobileMamba-B4', 'mobilemamba-b4_8xb128_in1k', 82.5, 83.6),
+)
+
+#: The peer that ratios are printed against.
+BASELINE = 'MobileNetV3-Large'
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -93,6 +131,20 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help='timed batch-1 forwards per model')
     parser.add_argument('--warmup', type=int, default=2,
                         help='untimed forwards per model and batch size')
+    parser.add_argument('--latency-threads', type=int, nargs='+',
+                        default=None, metavar='N',
+                        help='also measure batch-1 latency alone, '
+                        'interleaved, at each of these thread counts')
+    parser.add_argument('--variants', action='store_true',
+                        help='add the six MobileMamba classifiers (fused '
+                        'with --fuse) to the batch-1 latency comparison')
+    parser.add_argument('--onnx', action='store_true',
+                        help='export every model of the comparison and time '
+                        'batch-1 latency in onnxruntime (1 thread, no '
+                        'spinning)')
+    parser.add_argument('--plot', default=None, metavar='OUT.png',
+                        help='write batch-1 latency vs top-1 (needs '
+                        '--latency-threads or --onnx)')
     args = parser.parse_args(argv)
     if args.shape is not None and len(args.shape) not in (1, 2):
         parser.error(f'--shape takes H or H W, got {args.shape}')
@@ -102,6 +154,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                          f'{getattr(args, name)}')
     if args.warmup < 0:
         parser.error(f'--warmup must be >= 0, got {args.warmup}')
+    if any(n < 1 for n in args.latency_threads or []):
+        parser.error('--latency-threads must be >= 1')
+    if args.plot and not (args.latency_threads or args.onnx):
+        parser.error('--plot needs --latency-threads or --onnx')
     return args
 
 
@@ -312,6 +368,157 @@ def scan_share(target: 'Timed', x: torch.Tensor, repeats: int = 3
     return statistics.median(scans), statistics.median(totals)
 
 
+def measure_latency(runners: List[Tuple[str, Callable[[], object]]],
+                    rounds: int, iters: int, warmup: int
+                    ) -> Dict[str, List[float]]:
+    """Batch-1 latency of each ``(label, forward)``, interleaved.
+
+    Every round runs each model's ``iters // rounds`` forwards (at least
+    one), the models in an order that rotates from round to round, so that
+    drifting load and cache state spread over all of them. Each forward is
+    timed on its own.
+
+    Returns:
+        dict: label -> seconds of every timed forward.
+    """
+    times: Dict[str, List[float]] = {label: [] for label, _ in runners}
+    for _, fn in runners:
+        for _ in range(warmup):
+            fn()
+    per_round = max(1, iters // rounds)
+    n = len(runners)
+    for r in range(rounds):
+        for i in range(n):
+            label, fn = runners[(i + r) % n]
+            for _ in range(per_round):
+                start = time.perf_counter()
+                fn()
+                times[label].append(time.perf_counter() - start)
+    return times
+
+
+def torch_runner(m: 'Timed') -> Callable[[], object]:
+    """A batch-1 forward of ``m`` under inference mode."""
+    x = m.input(1)
+
+    def run():
+        with torch.inference_mode():
+            return m.fn(x)
+    return run
+
+
+class _Tensor(nn.Module):
+    """An OpenMMLab classifier in tensor mode (image -> logits) for export."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x, mode='tensor')
+
+
+def export_onnx(m: 'Timed', path: str, opset: int = 17) -> str:
+    """Export ``m``'s model at batch 1 to ``path`` (the selective scan, if
+    any, through the ``'export'`` backend, as ``export_onnx.py`` does)."""
+    from mmmobilemamba.models.ss2d import SS2D
+    model = copy.deepcopy(m.model).cpu().eval()
+    for module in model.modules():
+        if isinstance(module, SS2D):
+            module.scan_backend = 'export'
+    if m.takes_mode:
+        model = _Tensor(model)
+    x = torch.rand(1, 3, *m.size)
+    with torch.no_grad():
+        torch.onnx.export(model, (x, ), path, dynamo=False, opset_version=opset,
+                          input_names=['input'], output_names=['output'],
+                          do_constant_folding=True)
+    return path
+
+
+def onnx_runner(path: str, size: Tuple[int, int]) -> Callable[[], object]:
+    """A batch-1 onnxruntime run of ``path``: one intra-op thread, spinning
+    off (spinning threads would steal the CPU from whatever runs next)."""
+    import numpy as np
+    import onnxruntime as ort
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.add_session_config_entry('session.intra_op.allow_spinning', '0')
+    opts.add_session_config_entry('session.inter_op.allow_spinning', '0')
+    session = ort.InferenceSession(path, opts,
+                                   providers=['CPUExecutionProvider'])
+    feed = {session.get_inputs()[0].name:
+            np.random.rand(1, 3, *size).astype(np.float32)}
+    return lambda: session.run(None, feed)
+
+
+def latency_table(title: str, times: Dict[str, List[float]],
+                  sizes: Dict[str, Tuple[int, int]]) -> Dict[str, float]:
+    """Print median / p90 and the ratio to :data:`BASELINE`; return the
+    medians in ms."""
+    medians = {k: 1e3 * statistics.median(v) for k, v in times.items()}
+    base = medians.get(BASELINE)
+    print(f'\n{title}')
+    print(f'| model | input | median (ms) | p90 (ms) | runs | median / '
+          f'{BASELINE} |')
+    print('|---|---|---|---|---|---|')
+    for label, values in times.items():
+        h, w = sizes[label]
+        ratio = f'{medians[label] / base:.2f}' if base else 'n/a'
+        print(f'| {label} | {h}x{w} | {medians[label]:.2f} | '
+              f'{1e3 * percentile(values, 90):.2f} | {len(values)} | '
+              f'{ratio} |')
+    return medians
+
+
+def plot_latency(path: str, panels: Dict[str, Dict[str, float]],
+                 top1: Dict[str, Tuple[float, Optional[float]]]) -> None:
+    """Write batch-1 latency vs top-1, one panel per runtime.
+
+    Args:
+        panels: panel title -> label -> median latency (ms).
+        top1: label -> (top-1, top-1 with 1000 ep + KD or None); MobileMamba
+            labels start with 'MobileMamba'.
+    """
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.4 * len(panels), 4.8),
+                             squeeze=False)
+    for ax, (title, lat) in zip(axes[0], panels.items()):
+        ours = [k for k in lat if k.startswith('MobileMamba') and k in top1]
+        peers = [k for k in lat if k in PEER_TOP1]
+        if ours:
+            xs = [lat[k] for k in ours]
+            ax.plot(xs, [top1[k][0] for k in ours], 'o-', color='C0',
+                    label='MobileMamba, 300 ep (release top-1)')
+            kd = [(lat[k], top1[k][1]) for k in ours if top1[k][1]]
+            if kd:
+                ax.plot(*zip(*kd), 's--', color='C0', mfc='none',
+                        label='MobileMamba, 1000 ep + KD (release top-1)')
+            for k in ours:
+                ax.annotate(k.split('-', 1)[1], (lat[k], top1[k][0]),
+                            textcoords='offset points', xytext=(5, -10))
+        for k in peers:
+            ax.plot(lat[k], PEER_TOP1[k], '^', color='C3')
+            ax.annotate(k, (lat[k], PEER_TOP1[k]),
+                        textcoords='offset points', xytext=(5, 4))
+        if peers:
+            ax.plot([], [], '^', color='C3',
+                    label='peers (top-1 published in mmpretrain)')
+        ax.set_xscale('log')
+        ax.set_xlabel('measured batch-1 latency (ms, log scale)')
+        ax.set_ylabel('ImageNet-1k top-1 (%)')
+        ax.set_title(title)
+        ax.grid(True, which='both', alpha=.3)
+        ax.legend(loc='lower right', fontsize='small')
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def _fmt(ips: float) -> str:
     """Throughput with three significant digits below 100 img/s."""
     return f'{ips:.1f}' if ips >= 100 else f'{ips:#.3g}'
@@ -409,7 +616,68 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f'selective scan share of the forward (batch {args.batch}): '
               f'{100 * scan / total:.1f}% ({scan * 1e3:.0f} of '
               f'{total * 1e3:.0f} ms)')
+    if args.latency_threads or args.onnx:
+        latency_comparison(args, name, main_model, timed, opts)
     return 0
+
+
+def latency_comparison(args: argparse.Namespace, name: str,
+                       main_model: 'Timed', timed: List['Timed'],
+                       opts: dict) -> None:
+    """The batch-1 latency tables (and plot) of ``--latency-threads``,
+    ``--variants``, ``--onnx`` and ``--plot``."""
+    variant = {cfg: (label, top, kd) for label, cfg, top, kd in VARIANTS}
+    label = variant.get(name, (main_model.label, ))[0]
+    models = [(label, main_model)]
+    models += [(m.label, m) for m in timed if m.label in PEER_TOP1]
+    if args.variants:
+        from mmmobilemamba.models.fusion import fuse_bn
+        for v_label, cfg, _, _ in VARIANTS:
+            if v_label == label:
+                continue
+            path = osp.join(REPO, 'configs', 'mobilemamba', cfg + '.py')
+            model, size, _ = build_model(path, args.scan_backend)
+            if args.fuse:
+                model = fuse_bn(model)
+            models.append((v_label, Timed(v_label, model, size, **opts)))
+    # MobileMamba first in size order, then the peers.
+    order = {v[0]: i for i, v in enumerate(VARIANTS)}
+    models.sort(key=lambda lm: order.get(lm[0], len(order)))
+    sizes = {lbl: m.size for lbl, m in models}
+    top1 = {v[0]: (v[2], v[3]) for v in VARIANTS}
+    panels: Dict[str, Dict[str, float]] = {}
+    n_iters = max(1, args.latency_iters // args.rounds) * args.rounds
+    print(f'\nbatch-1 latency: {n_iters} timed forwards per model, '
+          f'interleaved over {args.rounds} rounds, warm-up {args.warmup}')
+    threads_before = torch.get_num_threads()
+    for threads in args.latency_threads or []:
+        torch.set_num_threads(threads)
+        times = measure_latency(
+            [(lbl, torch_runner(m)) for lbl, m in models], args.rounds,
+            args.latency_iters, args.warmup)
+        title = (f'eager PyTorch {torch.__version__}, {threads} thread'
+                 f'{"s" if threads > 1 else ""}')
+        panels[title] = latency_table(f'batch-1 latency, {title}', times,
+                                      sizes)
+    torch.set_num_threads(threads_before)
+    if args.onnx:
+        import tempfile
+
+        import onnxruntime as ort
+        with tempfile.TemporaryDirectory() as tmp:
+            runners = []
+            for i, (lbl, m) in enumerate(models):
+                path = export_onnx(m, osp.join(tmp, f'model{i}.onnx'))
+                runners.append((lbl, onnx_runner(path, m.size)))
+            times = measure_latency(runners, args.rounds, args.latency_iters,
+                                    args.warmup)
+        title = f'onnxruntime {ort.__version__}, 1 thread'
+        panels[title] = latency_table(
+            f'batch-1 latency, {title} (no spinning; MobileMamba BN fused, '
+            "'export' scan)", times, sizes)
+    if args.plot:
+        plot_latency(args.plot, panels, top1)
+        print(f'\nwrote {args.plot}')
 
 
 if __name__ == '__main__':
