@@ -93,8 +93,14 @@ def _load_tool(name: str):
     return module
 
 
+#: Where the checks run; 'cpu' only for the script's own smoke test (with
+#: TRITON_INTERPRET=1), see --device.
+DEVICE = 'cuda'
+
+
 def _sync() -> None:
-    torch.cuda.synchronize()
+    if DEVICE == 'cuda':
+        torch.cuda.synchronize()
 
 
 # --- scan: Triton against the reference ---------------------------------
@@ -147,7 +153,7 @@ def _scan_run(case, ins, backend: str, dtype: torch.dtype, seed: int):
         selective_scan, selective_scan_bidirectional)
     *_, last, optional, _, bi = case
     xs = {k: None if v is None else
-          v.to('cuda', dtype if k not in ('A', 'D', 'delta_bias') or
+          v.to(DEVICE, dtype if k not in ('A', 'D', 'delta_bias') or
                dtype == torch.float64 else torch.float32)
           .detach().requires_grad_() for k, v in ins.items()}
     softplus = optional
@@ -162,7 +168,7 @@ def _scan_run(case, ins, backend: str, dtype: torch.dtype, seed: int):
     outs = outs if isinstance(outs, tuple) else (outs, )
     g = torch.Generator().manual_seed(seed)
     loss = sum((o.double() * torch.randn(o.shape, generator=g,
-                                         dtype=torch.float64).cuda()).sum()
+                                         dtype=torch.float64).to(DEVICE)).sum()
                for o in outs)
     names = [k for k, v in xs.items() if v is not None]
     grads = torch.autograd.grad(loss, [xs[k] for k in names])
@@ -201,7 +207,7 @@ def check_scan(table: Table, quick: bool) -> None:
 
 def check_bench(table: Table, quick: bool) -> None:
     bench = _load_tool('benchmark_scan')
-    peak = bench.card_bandwidth()
+    peak = bench.card_bandwidth() if DEVICE == 'cuda' else None
     batches = (32, ) if quick else (1, 32)
     variants = ('B1', ) if quick else tuple(bench.SHAPES)
     min_time = 0.1 if quick else 0.3
@@ -210,7 +216,7 @@ def check_bench(table: Table, quick: bool) -> None:
         for stage, (dim, length) in enumerate(stages, 1):
             for batch in batches:
                 def run(dim=dim, length=length, batch=batch):
-                    res = {be: bench.measure(be, batch, dim, length, 'cuda',
+                    res = {be: bench.measure(be, batch, dim, length, DEVICE,
                                              min_time)
                            for be in ('triton', 'torch')}
                     t = res['triton']
@@ -263,7 +269,7 @@ def train_steps(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     for i in range(warmup + steps):
         _sync()
         start = time.perf_counter()
-        with torch.autocast('cuda', dtype=torch.bfloat16):
+        with torch.autocast(DEVICE, dtype=torch.bfloat16):
             loss = nn.functional.cross_entropy(model(x), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -282,11 +288,11 @@ def check_train(table: Table, quick: bool, batch: int) -> None:
     for variant, size in TRAIN:
         def run(variant=variant, size=size):
             torch.manual_seed(0)
-            base = Classifier(variant).cuda().train()
-            gen = torch.Generator(device='cuda').manual_seed(0)
-            x = torch.randn(batch, 3, size, size, device='cuda',
+            base = Classifier(variant).to(DEVICE).train()
+            gen = torch.Generator(device=DEVICE).manual_seed(0)
+            x = torch.randn(batch, 3, size, size, device=DEVICE,
                             generator=gen)
-            y = torch.randint(0, 1000, (batch, ), device='cuda',
+            y = torch.randint(0, 1000, (batch, ), device=DEVICE,
                               generator=gen)
             res = {}
             for backend in ('triton', 'torch'):
@@ -311,8 +317,8 @@ def check_infer(table: Table, quick: bool) -> None:
     for variant, size, batch in INFER:
         def run(variant=variant, size=size, batch=batch):
             torch.manual_seed(0)
-            model = fuse_bn(randomize_bn(Classifier(variant)).eval()).cuda()
-            x = torch.randn(batch, 3, size, size, device='cuda')
+            model = fuse_bn(randomize_bn(Classifier(variant)).eval()).to(DEVICE)
+            x = torch.randn(batch, 3, size, size, device=DEVICE)
             speed, outs = {}, {}
             for backend in ('triton', 'torch'):
                 set_scan_backend(model, backend)
@@ -351,7 +357,7 @@ def _missing(*modules: str) -> Optional[str]:
 
 def _dense_step(model: nn.Module, data: dict) -> Tuple[float, float]:
     from mmengine.model import revert_sync_batchnorm
-    model = revert_sync_batchnorm(model).cuda().train()
+    model = revert_sync_batchnorm(model).to(DEVICE).train()
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
     times, loss = [], None
     for _ in range(3):  # the first one compiles kernels
@@ -445,23 +451,28 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         help='fewer shapes and repeats (a smoke run)')
     parser.add_argument('--train-batch', type=int, default=128,
                         help='batch of the training rows (authors: 128)')
+    parser.add_argument('--device', default='cuda', choices=['cuda', 'cpu'],
+                        help=argparse.SUPPRESS)  # cpu: smoke test only
     args = parser.parse_args(argv)
-    reason = no_cuda_reason()
+    global DEVICE
+    DEVICE = args.device
+    reason = no_cuda_reason() if DEVICE == 'cuda' else None
     if reason:
         print(f'error: {reason}', file=sys.stderr)
         return 2
     from mmmobilemamba.ops.selective_scan.triton_scan import triton_status
-    status = triton_status(torch.device('cuda'))
+    status = triton_status(torch.device(DEVICE))
     if status is not True:
         print(f'error: the triton scan backend cannot run: {status}',
               file=sys.stderr)
         return 2
     import triton
-    props = torch.cuda.get_device_properties(0)
-    print(f'{torch.cuda.get_device_name(0)} (sm_{props.major}{props.minor}, '
-          f'{props.total_memory / 2**30:.0f} GiB); torch {torch.__version__}'
-          f' (CUDA {torch.version.cuda}); triton {triton.__version__}',
-          flush=True)
+    if DEVICE == 'cuda':
+        props = torch.cuda.get_device_properties(0)
+        print(f'{torch.cuda.get_device_name(0)} (sm_{props.major}'
+              f'{props.minor}, {props.total_memory / 2**30:.0f} GiB); torch '
+              f'{torch.__version__} (CUDA {torch.version.cuda}); triton '
+              f'{triton.__version__}', flush=True)
     table = Table()
     start = time.perf_counter()
     if 'scan' in args.only:
