@@ -53,8 +53,8 @@ SMOKE = r'''
 import os, sys
 sys.path.insert(0, os.path.join(sys.argv[1], 'tools', 'analysis_tools'))
 import check_gpu
-check_gpu.TRAIN = (('T2', 64), )
-check_gpu.INFER = (('T2', 64, 2), )
+check_gpu.TRAIN = (('T2', 32), )
+check_gpu.INFER = (('T2', 32, 2), )
 sys.exit(check_gpu.main(['--device', 'cpu', '--quick', '--train-batch', '2',
                          '--only', 'scan', 'train', 'infer']))
 '''

@@ -297,8 +297,8 @@ def check_train(table: Table, quick: bool, batch: int) -> None:
             res = {}
             for backend in ('triton', 'torch'):
                 model = set_scan_backend(copy.deepcopy(base), backend)
-                res[backend] = train_steps(model, x, y, 3 if quick else 10,
-                                           2 if quick else 3)
+                res[backend] = train_steps(model, x, y, 2 if quick else 10,
+                                           1 if quick else 3)
                 del model
             (l_t, s_t, f_t), (l_p, s_p, f_p) = res['triton'], res['torch']
             diff = abs(l_t - l_p) / max(abs(l_p), 1e-12)
@@ -323,16 +323,16 @@ def check_infer(table: Table, quick: bool) -> None:
             for backend in ('triton', 'torch'):
                 set_scan_backend(model, backend)
                 with torch.inference_mode():
-                    for _ in range(2):
+                    for _ in range(1 if quick else 2):
                         outs[backend] = model(x)
-                    rounds = []
-                    for _ in range(3 if quick else 5):
+                    rounds, iters = [], 1 if quick else 3
+                    for _ in range(2 if quick else 5):
                         _sync()
                         start = time.perf_counter()
-                        for _ in range(3):
+                        for _ in range(iters):
                             model(x)
                         _sync()
-                        rounds.append((time.perf_counter() - start) / 3)
+                        rounds.append((time.perf_counter() - start) / iters)
                 speed[backend] = batch / statistics.median(rounds)
             a, b = outs['triton'].double(), outs['torch'].double()
             err = ((a - b).abs().max() / b.abs().max()).item()

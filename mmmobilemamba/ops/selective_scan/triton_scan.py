@@ -174,7 +174,7 @@ def launch_config(problem: ScanProblem,
 
 
 class _Launch:
-    """Contiguous fp32-or-lower views of one call's inputs."""
+    """Contiguous fp32-or-lower views and launch geometry of one call."""
 
     def __init__(self, u, delta, A, B, C, D, z, delta_bias, k_dirs):
         self.u = u.contiguous()
@@ -194,6 +194,7 @@ class _Launch:
                   D.float().view(k_dirs, self.dim).sum(0).contiguous())
         (self.bd, self.np_, self.bl, self.n_tiles,
          self.n_dblk) = _geometry(self.dim, groups, self.n_state, self.length)
+        self.grid = (self.batch, self.n_dblk)
 
     def problem(self, softplus: bool, return_last_state: bool = False,
                 gy=None, g_last=None) -> ScanProblem:
