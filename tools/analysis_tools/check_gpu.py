@@ -317,7 +317,8 @@ def check_infer(table: Table, quick: bool) -> None:
     for variant, size, batch in INFER:
         def run(variant=variant, size=size, batch=batch):
             torch.manual_seed(0)
-            model = fuse_bn(randomize_bn(Classifier(variant)).eval()).to(DEVICE)
+            model = fuse_bn(randomize_bn(Classifier(variant)).eval())
+            model = model.to(DEVICE)
             x = torch.randn(batch, 3, size, size, device=DEVICE)
             speed, outs = {}, {}
             for backend in ('triton', 'torch'):
