@@ -160,3 +160,18 @@ def test_out_of_memory_is_not_hidden():
         run_with_fallback(oom, selective_scan_bidirectional_torch, False,
                           *_bi_inputs())
     assert fallback.triton_failure() is None
+
+
+def test_forward_failure_with_autograd_gives_fallback_gradients(kernels):
+    kernels('scan_fwd_kernel')
+    ins = _bi_inputs(requires_grad=True)
+    with pytest.warns(TritonFallbackWarning):
+        y = run_with_fallback(selective_scan_bidirectional_triton,
+                              selective_scan_bidirectional_torch, False,
+                              *ins, delta_softplus=True)
+    got = torch.autograd.grad(y.sum(), ins)
+    ref = [t.detach().clone().requires_grad_() for t in ins]
+    want = torch.autograd.grad(selective_scan_bidirectional_torch(
+        *ref, delta_softplus=True).sum(), ref)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b)
