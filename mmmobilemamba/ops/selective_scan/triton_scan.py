@@ -15,7 +15,8 @@ input's dtype.
 """
 import importlib.util
 import os
-from typing import Optional, Tuple, Union
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple, Union
 
 import torch
 
@@ -63,6 +64,115 @@ def _blocks(dim: int, group_dim: int, n_state: int,
     return block_d, n_pad, block_l
 
 
+def _geometry(dim: int, groups: int, n_state: int,
+              length: int) -> Tuple[int, int, int, int, int]:
+    """Block sizes (BD, NP, BL), tiles per sequence and channel blocks."""
+    bd, np_, bl = _blocks(dim, dim // groups, n_state, length)
+    return bd, np_, bl, -(-length // bl), -(-dim // bd)
+
+
+#: Integer arguments of each kernel, in the kernels' order.
+_FWD_INTS = ('dim', 'length', 'n_state', 'group_dim', 'n_tiles', 'k_dirs',
+             'k')
+_BWD_INTS = ('dim', 'length', 'n_state', 'group_dim', 'n_tiles', 'k_dirs',
+             'n_dblk', 'k')
+#: Pointer arguments of each kernel, in the kernels' order.
+FWD_POINTERS = ('u_ptr', 'delta_ptr', 'A_ptr', 'B_ptr', 'C_ptr', 'D_ptr',
+                'bias_ptr', 'z_ptr', 'y_ptr', 'ck_ptr', 'last_ptr')
+BWD_POINTERS = ('u_ptr', 'delta_ptr', 'A_ptr', 'B_ptr', 'C_ptr', 'D_ptr',
+                'bias_ptr', 'z_ptr', 'gy_ptr', 'ck_ptr', 'glast_ptr',
+                'gu_ptr', 'gdelta_ptr', 'gA_ptr', 'gB_ptr', 'gC_ptr',
+                'gD_ptr', 'gbias_ptr', 'gz_ptr')
+
+
+@dataclass
+class ScanProblem:
+    """What decides the kernels' specialisations: shapes, which optional
+    inputs are given and the dtype of every tensor the kernels read.
+
+    ``dtypes`` maps 'u', 'delta', 'A', 'B', 'C' and, when given, 'z' and
+    'delta_bias' to the dtype the kernel reads (fp64 is read as fp32). For
+    the backward pass, 'gy' and 'g_last' are the incoming gradients' dtypes
+    (absent: no gradient flows in).
+    """
+    batch: int
+    dim: int
+    length: int
+    n_state: int
+    groups: int = 1
+    k_dirs: int = 1
+    softplus: bool = True
+    has_D: bool = True
+    return_last_state: bool = False
+    dtypes: Dict[str, torch.dtype] = field(default_factory=dict)
+
+    @property
+    def has_bias(self) -> bool:
+        return 'delta_bias' in self.dtypes
+
+    @property
+    def has_z(self) -> bool:
+        return 'z' in self.dtypes
+
+
+@dataclass
+class KernelLaunch:
+    """One kernel launch: which kernel, its grid, integer arguments,
+    constexprs and the dtype of each pointer argument."""
+    kernel: str
+    grid: Tuple[int, int]
+    ints: Dict[str, int]
+    constexprs: Dict[str, Union[bool, int]]
+    pointers: Dict[str, torch.dtype]
+
+
+def launch_config(problem: ScanProblem,
+                  backward: bool = False) -> List[KernelLaunch]:
+    """The launches of a forward (or backward) pass, in launch order.
+
+    The launch code takes every constexpr, block size and integer argument
+    from here, and ``tools/analysis_tools/compile_triton.py`` compiles what
+    this returns, so the two cannot drift apart.
+    """
+    p = problem
+    f32 = torch.float32
+    dt = {k: (f32 if v == torch.float64 else v) for k, v in p.dtypes.items()}
+    bd, np_, bl, n_tiles, n_dblk = _geometry(p.dim, p.groups, p.n_state,
+                                              p.length)
+    ints = dict(dim=p.dim, length=p.length, n_state=p.n_state,
+                group_dim=p.dim // p.groups, n_tiles=n_tiles,
+                k_dirs=p.k_dirs, n_dblk=n_dblk)
+    # Absent inputs are replaced by an fp32 scratch buffer (never read).
+    ptrs = dict(u_ptr=dt['u'], delta_ptr=dt['delta'], A_ptr=dt['A'],
+                B_ptr=dt['B'], C_ptr=dt['C'], D_ptr=f32,
+                bias_ptr=dt.get('delta_bias', f32), z_ptr=dt.get('z', f32))
+    launches = []
+    # The backwards direction (if any) runs first and writes y (or du) with
+    # the D skip; the forward direction adds to it and applies the gate.
+    for n, kd in enumerate(range(p.k_dirs - 1, -1, -1)):
+        first, final = n == 0, kd == 0
+        cx = dict(REVERSE=kd == 1, SOFTPLUS=p.softplus,
+                  HAS_D=first and p.has_D, HAS_BIAS=p.has_bias,
+                  HAS_Z=final and p.has_z)
+        if backward:
+            cx.update(ACCUM_GU=not first,
+                      HAS_GLAST=final and 'g_last' in dt)
+            names, int_names = BWD_POINTERS, _BWD_INTS
+            extra = dict(gy_ptr=dt.get('gy', f32),
+                         glast_ptr=dt.get('g_last', f32))
+        else:
+            cx.update(ACCUM_Y=not first,
+                      STORE_LAST=final and p.return_last_state)
+            names, int_names = FWD_POINTERS, _FWD_INTS
+            extra = {}
+        cx.update(BD=bd, NP=np_, BL=bl)
+        launches.append(KernelLaunch(
+            'scan_bwd_kernel' if backward else 'scan_fwd_kernel',
+            (p.batch, n_dblk), {k: dict(ints, k=kd)[k] for k in int_names},
+            cx, {k: {**ptrs, **extra}.get(k, f32) for k in names}))
+    return launches
+
+
 class _Launch:
     """Contiguous fp32-or-lower views and launch geometry of one call."""
 
@@ -82,14 +192,30 @@ class _Launch:
         self.group_dim = self.dim // groups
         self.D = (None if D is None else
                   D.float().view(k_dirs, self.dim).sum(0).contiguous())
-        self.bd, self.np_, self.bl = _blocks(self.dim, self.group_dim,
-                                             self.n_state, self.length)
-        self.n_tiles = -(-self.length // self.bl)
-        self.n_dblk = -(-self.dim // self.bd)
+        (self.bd, self.np_, self.bl, self.n_tiles,
+         self.n_dblk) = _geometry(self.dim, groups, self.n_state, self.length)
         self.grid = (self.batch, self.n_dblk)
+
+    def problem(self, softplus: bool, return_last_state: bool = False,
+                gy=None, g_last=None) -> ScanProblem:
+        dtypes = dict(u=self.u.dtype, delta=self.delta.dtype, A=self.A.dtype,
+                      B=self.B.dtype, C=self.C.dtype)
+        for name, t in (('z', self.z), ('delta_bias', self.bias),
+                        ('gy', gy), ('g_last', g_last)):
+            if t is not None:
+                dtypes[name] = t.dtype
+        return ScanProblem(self.batch, self.dim, self.length, self.n_state,
+                           self.groups, self.k_dirs, softplus,
+                           self.D is not None, return_last_state, dtypes)
 
     def scratch(self, *shape):
         return torch.empty(*shape, dtype=torch.float32, device=self.u.device)
+
+
+def _launch(kernels, cfg: KernelLaunch, tensors: Dict[str, torch.Tensor]):
+    getattr(kernels, cfg.kernel)[cfg.grid](
+        *(tensors[name] for name in cfg.pointers), *cfg.ints.values(),
+        **cfg.constexprs)
 
 
 def _forward(p: _Launch, softplus: bool, return_last_state: bool):
@@ -97,25 +223,19 @@ def _forward(p: _Launch, softplus: bool, return_last_state: bool):
     y = p.scratch(p.batch, p.dim, p.length)
     ck = p.scratch(p.batch, p.k_dirs, p.dim, p.n_state, p.n_tiles)
     last = p.scratch(p.batch, p.dim, p.n_state) if return_last_state else y
-    # The backwards direction (if any) writes y with the D skip first; the
-    # forward direction adds to it and applies the gate.
-    for n, kd in enumerate(range(p.k_dirs - 1, -1, -1)):
-        first, final = n == 0, kd == 0
-        k.scan_fwd_kernel[p.grid](
-            p.u, p.delta, p.A, p.B, p.C, p.D if p.D is not None else y,
-            p.bias if p.bias is not None else y,
-            p.z if p.z is not None else y, y, ck, last, p.dim, p.length,
-            p.n_state, p.group_dim, p.n_tiles, p.k_dirs, kd,
-            REVERSE=kd == 1, SOFTPLUS=softplus,
-            HAS_D=first and p.D is not None, HAS_BIAS=p.bias is not None,
-            HAS_Z=final and p.z is not None, ACCUM_Y=not first,
-            STORE_LAST=final and return_last_state, BD=p.bd, NP=p.np_,
-            BL=p.bl)
+    tensors = dict(u_ptr=p.u, delta_ptr=p.delta, A_ptr=p.A, B_ptr=p.B,
+                   C_ptr=p.C, D_ptr=p.D if p.D is not None else y,
+                   bias_ptr=p.bias if p.bias is not None else y,
+                   z_ptr=p.z if p.z is not None else y, y_ptr=y, ck_ptr=ck,
+                   last_ptr=last)
+    for cfg in launch_config(p.problem(softplus, return_last_state)):
+        _launch(k, cfg, tensors)
     return y, ck, (last if return_last_state else None)
 
 
 def _backward(p: _Launch, softplus: bool, ck, gy, g_last):
     k = _kernels()
+    problem = p.problem(softplus, gy=gy, g_last=g_last)
     gy = (torch.zeros_like(p.u, dtype=torch.float32) if gy is None else
           gy.contiguous())
     gu = p.scratch(p.batch, p.dim, p.length)
@@ -127,18 +247,15 @@ def _backward(p: _Launch, softplus: bool, ck, gy, g_last):
     gbias = p.scratch(p.batch, p.k_dirs, p.dim)
     gz = p.scratch(p.batch, p.dim, p.length) if p.z is not None else gu
     glast = g_last.contiguous() if g_last is not None else gu
-    for n, kd in enumerate(range(p.k_dirs - 1, -1, -1)):
-        first, final = n == 0, kd == 0
-        k.scan_bwd_kernel[p.grid](
-            p.u, p.delta, p.A, p.B, p.C, p.D if p.D is not None else gu,
-            p.bias if p.bias is not None else gu,
-            p.z if p.z is not None else gu, gy, ck, glast, gu, gdelta, gA,
-            gB, gC, gD, gbias, gz, p.dim, p.length, p.n_state, p.group_dim,
-            p.n_tiles, p.k_dirs, p.n_dblk, kd, REVERSE=kd == 1,
-            SOFTPLUS=softplus, HAS_D=first and p.D is not None,
-            HAS_BIAS=p.bias is not None, HAS_Z=final and p.z is not None,
-            ACCUM_GU=not first, HAS_GLAST=final and g_last is not None,
-            BD=p.bd, NP=p.np_, BL=p.bl)
+    tensors = dict(u_ptr=p.u, delta_ptr=p.delta, A_ptr=p.A, B_ptr=p.B,
+                   C_ptr=p.C, D_ptr=p.D if p.D is not None else gu,
+                   bias_ptr=p.bias if p.bias is not None else gu,
+                   z_ptr=p.z if p.z is not None else gu, gy_ptr=gy,
+                   ck_ptr=ck, glast_ptr=glast, gu_ptr=gu, gdelta_ptr=gdelta,
+                   gA_ptr=gA, gB_ptr=gB, gC_ptr=gC, gD_ptr=gD,
+                   gbias_ptr=gbias, gz_ptr=gz)
+    for cfg in launch_config(problem, backward=True):
+        _launch(k, cfg, tensors)
     per_group = p.group_dim // p.bd  # channel blocks never span two groups
     sum_blocks = lambda t: t.view(  # noqa: E731
         p.batch, p.k_dirs, p.groups, per_group, p.n_state,

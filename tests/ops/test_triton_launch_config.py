@@ -1,0 +1,119 @@
+"""The Triton launches take their specialisations from ``launch_config``.
+
+A stand-in for the kernels module records every launch (no triton needed),
+and each recorded launch is compared with what ``launch_config`` says for
+the same problem: kernel, grid, integer arguments, constexprs and the dtype
+of every pointer argument. The compile tool compiles ``launch_config``'s
+output, so this is what keeps it and the real launches together.
+"""
+import pytest
+import torch
+
+from mmmobilemamba.ops.selective_scan import triton_scan
+from mmmobilemamba.ops.selective_scan.triton_scan import (ScanProblem,
+                                                          launch_config)
+
+
+class _Recorder:
+    """Stands in for one @triton.jit kernel: ``kernel[grid](*a, **kw)``."""
+
+    def __init__(self, name, log):
+        self.name, self.log = name, log
+
+    def __getitem__(self, grid):
+        def launch(*args, **kwargs):
+            self.log.append((self.name, tuple(grid), args, kwargs))
+        return launch
+
+
+class _FakeKernels:
+    def __init__(self):
+        self.log = []
+        self.scan_fwd_kernel = _Recorder('scan_fwd_kernel', self.log)
+        self.scan_bwd_kernel = _Recorder('scan_bwd_kernel', self.log)
+
+
+@pytest.fixture
+def fake_kernels(monkeypatch):
+    fake = _FakeKernels()
+    monkeypatch.setattr(triton_scan, '_KERNELS', fake)
+    return fake
+
+
+def _check(log, expected):
+    assert len(log) == len(expected)
+    for (name, grid, args, kwargs), cfg in zip(log, expected):
+        assert name == cfg.kernel and grid == cfg.grid
+        assert kwargs == cfg.constexprs
+        n_ptr = len(cfg.pointers)
+        assert [a.dtype for a in args[:n_ptr]] == list(cfg.pointers.values())
+        assert list(args[n_ptr:]) == list(cfg.ints.values())
+
+
+CASES = [
+    # (bidirectional, dtype, N, softplus, bias, z, last)
+    (True, torch.float32, 1, True, True, False, False),
+    (True, torch.bfloat16, 1, True, True, False, False),
+    (True, torch.float16, 16, False, False, False, False),
+    (False, torch.float32, 16, True, True, True, True),
+    (False, torch.bfloat16, 1, False, False, True, False),
+]
+
+
+@pytest.mark.parametrize('bi,dtype,n_state,softplus,bias,z,last', CASES)
+def test_launches_follow_launch_config(fake_kernels, bi, dtype, n_state,
+                                       softplus, bias, z, last):
+    b, d, L = 2, 48, 37
+    k = 2 if bi else 1
+    f32 = torch.float32
+    u = torch.randn(b, d, L, dtype=dtype)
+    delta = torch.randn(b, k, d, L, dtype=dtype) if bi else u.clone()
+    A = -torch.rand(k * d, n_state)  # fp32, as SS2D passes it
+    B = torch.randn(b, k, n_state, L, dtype=dtype) if bi else torch.randn(
+        b, n_state, L, dtype=dtype)
+    C = B.clone()
+    D = torch.ones(k * d)
+    dbias = torch.rand(k * d) if bias else None
+    zz = torch.randn(b, d, L, dtype=dtype) if z else None
+    fwd = triton_scan._Launch(u, delta, A, B, C, D, zz, dbias, k_dirs=k)
+    triton_scan._forward(fwd, softplus, last)
+    problem = ScanProblem(
+        b, d, L, n_state, 1, k, softplus, True, last,
+        dict(u=dtype, delta=dtype, A=f32, B=dtype, C=dtype,
+             **({'z': dtype} if z else {}),
+             **({'delta_bias': f32} if bias else {})))
+    _check(fake_kernels.log, launch_config(problem))
+
+    fake_kernels.log.clear()
+    n_tiles = fwd.n_tiles
+    ck = torch.zeros(b, k, d, n_state, n_tiles)
+    gy = torch.randn(b, d, L, dtype=dtype)
+    g_last = torch.randn(b, d, n_state, dtype=dtype) if last else None
+    triton_scan._backward(fwd, softplus, ck, gy, g_last)
+    problem.dtypes['gy'] = dtype
+    if last:
+        problem.dtypes['g_last'] = dtype
+    _check(fake_kernels.log, launch_config(problem, backward=True))
+
+
+def test_bidirectional_launch_order_and_flags():
+    cfgs = launch_config(ScanProblem(
+        1, 64, 100, 1, k_dirs=2,
+        dtypes=dict(u=torch.float32, delta=torch.float32, A=torch.float32,
+                    B=torch.float32, C=torch.float32,
+                    delta_bias=torch.float32)))
+    # The reverse direction writes y with the D skip, the forward one adds.
+    assert [c.constexprs['REVERSE'] for c in cfgs] == [True, False]
+    assert [c.constexprs['HAS_D'] for c in cfgs] == [True, False]
+    assert [c.constexprs['ACCUM_Y'] for c in cfgs] == [False, True]
+    assert [c.ints['k'] for c in cfgs] == [1, 0]
+    assert cfgs[0].constexprs['BD'] * cfgs[0].grid[1] >= 64
+
+
+def test_grouped_bc_blocks_never_span_groups():
+    cfg = launch_config(ScanProblem(
+        1, 96, 10, 2, groups=3,
+        dtypes=dict(u=torch.float32, delta=torch.float32, A=torch.float32,
+                    B=torch.float32, C=torch.float32)))[0]
+    assert cfg.ints['group_dim'] == 32
+    assert cfg.ints['group_dim'] % cfg.constexprs['BD'] == 0
