@@ -11,7 +11,8 @@ from typing import Optional, Tuple, Union
 
 import torch
 
-from .backends import resolve
+from .backends import backend_table, resolve
+from .fallback import run_with_fallback
 
 ScanResult = Union[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]
 
@@ -111,8 +112,8 @@ def selective_scan(u: torch.Tensor,
         ('return_last_state', return_last_state), ('z', z is not None),
         ('grouped', B.dim() == 4), ('n_state>1', A.shape[1] > 1)) if used)
     record = resolve(backend, u.device, options)
-    return record.one_direction(u, delta, A, B, C, D, z, delta_bias,
-                                delta_softplus, return_last_state)
+    return _run(record, 'one_direction', backend is not None, u, delta, A, B,
+                C, D, z, delta_bias, delta_softplus, return_last_state)
 
 
 def selective_scan_bidirectional(u: torch.Tensor,
@@ -171,5 +172,17 @@ def selective_scan_bidirectional(u: torch.Tensor,
                          'positive entry')
     options = ('n_state>1', ) if A.shape[1] > 1 else ()
     record = resolve(backend, u.device, options)
-    return record.two_direction(u, delta, A, B, C, D, delta_bias,
-                                delta_softplus)
+    return _run(record, 'two_direction', backend is not None, u, delta, A, B,
+                C, D, delta_bias, delta_softplus)
+
+
+def _run(record, form: str, explicit: bool, *args):
+    """Call ``record``'s ``form`` ('one_direction' or 'two_direction').
+    The Triton kernels run guarded: when they were picked by default and
+    fail to compile or launch, the scan warns once and continues on the
+    'torch' backend (:mod:`.fallback`); asked for by name, they raise."""
+    fn = getattr(record, form)
+    if record.name != 'triton':
+        return fn(*args)
+    fallback = getattr(backend_table()['torch'], form)
+    return run_with_fallback(fn, fallback, explicit, *args)
