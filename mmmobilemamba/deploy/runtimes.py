@@ -65,6 +65,7 @@ def make_runner(runtime: str, path: str,
             return session.run(None, {name: np.ascontiguousarray(
                 x, dtype=np.float32)})
 
+        run_ort.session = session
         return run_ort
     from .xnnpack import PteRunner, set_threads
     if threads is not None:
@@ -133,3 +134,12 @@ def torch_outputs(module: torch.nn.Module, images) -> List[np.ndarray]:
                     outs.append([])
                 outs[i].append(r.numpy())
     return [np.concatenate(o) for o in outs]
+
+
+def input_batch(runtime: str, runner, images) -> int:
+    """The batch size a loaded model takes: ExecuTorch programs are
+    exported at batch 1; an ONNX model says (a symbolic batch takes all)."""
+    if runtime == 'executorch':
+        return 1
+    dim = runner.session.get_inputs()[0].shape[0]
+    return dim if isinstance(dim, int) else len(images)
