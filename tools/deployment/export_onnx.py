@@ -15,7 +15,7 @@
 * ``--dynamic-batch`` keeps the batch dimension symbolic; H and W are fixed
   to ``--shape`` (the scan's graph is specialised to the sequence length).
 * ``--int8 --calib-dir DIR [--calib-num N]``: OUT is also quantized for
-  onnxruntime (static QDQ, per-channel int8 weights, int8 activations
+  onnxruntime (static QDQ, per-channel int8 weights, uint8 activations
   calibrated on N images read through the config's test pipeline; only
   Conv/MatMul/Gemm: :mod:`mmmobilemamba.deploy.quantize_onnx`). OUT is the
   int8 model, OUT_fp32.onnx the float one; the tool reports the int8
