@@ -96,6 +96,7 @@ setup(
                   'ftfy', 'regex'],
         'triton': ['triton>=3.0'],
         'onnx': ['onnx', 'onnxscript', 'onnxruntime'],
+        'executorch': ['executorch>=1.5,<1.6', 'torchao>=0.18,<0.19'],
         'tests': ['pytest'],
     },
     classifiers=[

@@ -152,8 +152,14 @@ def test_export_tools_refuse_the_payload(stock_payload, tmp_path, capsys):
     onnx_out = str(tmp_path / 'model.onnx')
     assert export_onnx.main([STOCK, path, onnx_out, '--shape', '48']) == 1
     _refused(capsys.readouterr().err, path)
+    pte_out = str(tmp_path / 'model.pte')
+    if importlib.util.find_spec('executorch') is not None:
+        export_executorch = _tool('tools/deployment/export_executorch.py')
+        assert export_executorch.main([STOCK, path, pte_out,
+                                       '--shape', '48']) == 1
+        _refused(capsys.readouterr().err, path)
     assert not osp.exists(marker)
-    assert not osp.exists(out) and not osp.exists(onnx_out)
+    assert not any(osp.exists(p) for p in (out, onnx_out, pte_out))
 
 
 def test_trust_flag_opts_in(tmp_path):

@@ -86,10 +86,16 @@ keep = torchvision.ops.nms(boxes, torch.tensor([0.9, 0.8, 0.7]), 0.5)
 assert keep.tolist() == [0, 2], keep
 from mmcv.ops import nms
 import mmpretrain, mmdet, mmseg
+import mmpretrain.models  # fails if transformers got in (see runtime.txt)
+import torchao
+from importlib.metadata import version
+from executorch.runtime import Runtime
+assert Runtime.get().backend_registry.is_available("XnnpackBackend")
 import mmmobilemamba
 print(f"torch {torch.__version__}, torchvision {torchvision.__version__}, "
       f"mmengine {mmengine.__version__}, mmcv {mmcv.__version__} (ops compiled), "
       f"mmpretrain {mmpretrain.__version__}, mmdet {mmdet.__version__}, "
-      f"mmseg {mmseg.__version__}, mmmobilemamba {mmmobilemamba.__version__}")
+      f"mmseg {mmseg.__version__}, executorch {version('executorch')}, "
+      f"torchao {torchao.__version__}, mmmobilemamba {mmmobilemamba.__version__}")
 PYEOF
 echo "==> [install] done: activate with 'source .venv/bin/activate'"

@@ -12,7 +12,7 @@ from mmmobilemamba.models import MobileMamba, fuse_bn
 from mmmobilemamba.models.bricks import (ChannelAffine, ConvBN,
                                          PointwiseConv2d, SqueezeExcite)
 from mmmobilemamba.ops.wavelet import HaarWavelet2d
-from .utils import randomize_norms, rel_err
+from ..helpers import randomize_norms, rel_err
 
 TOL = 1e-5  # relative, fp32
 

@@ -3,6 +3,7 @@
     python tools/deployment/export_onnx.py CONFIG CKPT OUT.onnx [--fuse]
         [--dynamic-batch] [--shape H [W]] [--batch N] [--features]
         [--out-indices 1 2 3] [--opset 17] [--cfg-options k=v ...]
+        [--int8 --calib-dir DIR [--calib-num 64]]
         [--trust-checkpoint]
 
 * Default: the classifier, normalised image (N, 3, H, W) -> logits
@@ -14,6 +15,13 @@
 * ``--fuse`` folds every BatchNorm first (deploy mode; CKPT is unfused).
 * ``--dynamic-batch`` keeps the batch dimension symbolic; H and W are fixed
   to ``--shape`` (the scan's graph is specialised to the sequence length).
+* ``--int8 --calib-dir DIR [--calib-num N]``: OUT is also quantized for
+  onnxruntime (static QDQ, per-channel int8 weights, uint8 activations
+  calibrated on N images read through the config's test pipeline; only
+  Conv/MatMul/Gemm: :mod:`mmmobilemamba.deploy.quantize_onnx`). OUT is the
+  int8 model, OUT_fp32.onnx the float one; the tool reports the int8
+  model's top-1 agreement with fp32 PyTorch on the calibration images and
+  the largest logit difference.
 
 The selective scan is exported through the ``'export'`` backend
 (:mod:`mmmobilemamba.ops.selective_scan.export_scan`): a log-depth doubling
@@ -73,6 +81,12 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--opset', type=int, default=17)
     parser.add_argument('--no-check', action='store_true',
                         help='skip the onnxruntime parity check')
+    parser.add_argument('--int8', action='store_true',
+                        help='also write OUT with int8 static quantization '
+                        '(QDQ; the fp32 model goes to OUT_fp32.onnx)')
+    parser.add_argument('--calib-dir', help='images to calibrate on (--int8)')
+    parser.add_argument('--calib-num', type=int, default=64,
+                        help='calibration images (default 64)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config entries')
     from mmmobilemamba.checkpoint import add_trust_argument
@@ -82,6 +96,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         parser.error(f'--shape takes H or H W, got {args.shape}')
     if args.batch < 1:
         parser.error(f'--batch must be >= 1, got {args.batch}')
+    if args.int8 and not args.calib_dir:
+        parser.error('--int8 needs --calib-dir DIR (calibration images)')
+    if args.calib_dir and not args.int8:
+        parser.error('--calib-dir is only used with --int8')
     return args
 
 
@@ -211,10 +229,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     try:
         model, cfg = build(args)
+        size = input_size(args, cfg)
+        calib = None
+        if args.int8:  # read (and fail) before the slow export
+            from mmmobilemamba.deploy.calibration import load_images
+            calib = load_images(cfg, args.calib_dir, args.calib_num, size)
     except (FileNotFoundError, ValueError, KeyError, RuntimeError) as err:
         print(f'error: {err}', file=sys.stderr)
         return 1
-    size = input_size(args, cfg)
+    int8_out = None
+    if args.int8:
+        int8_out = args.out
+        args.out = osp.splitext(args.out)[0] + '_fp32.onnx'
     if args.features:
         module: nn.Module = _Features(model.backbone)
         num_outputs = len(model.backbone.out_indices)
@@ -235,6 +261,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if pre and 'mean' in pre:
         print(f'feed RGB images normalised with mean {list(pre["mean"])} '
               f'and std {list(pre["std"])}')
+    if int8_out is not None:
+        from mmmobilemamba.deploy.quantize_onnx import report_int8
+        report_int8(reference, args.out, int8_out, calib,
+                    classifier=not args.features, check=not args.no_check)
     if args.no_check:
         return 0
     batches = (1, 3) if args.dynamic_batch else (args.batch, )

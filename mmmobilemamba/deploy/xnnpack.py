@@ -1,0 +1,162 @@
+"""ExecuTorch programs delegated to XNNPACK, fp32 or int8.
+
+Route: ``torch.export`` (non-strict: the model's Python control flow is
+traced, not compiled) -> optional pt2e post-training quantization with
+``XNNPACKQuantizer`` (symmetric int8, per-channel weights) ->
+``to_edge_transform_and_lower`` with the ``XnnpackPartitioner`` ->
+``to_executorch``. XNNPACK runs what it takes; whatever it does not take
+stays in ExecuTorch's portable kernels, which :func:`delegation` lists.
+"""
+from collections import Counter
+from typing import Iterable, List, Optional, Tuple, Type
+
+import torch
+import torch.nn as nn
+
+
+def _quantizer(float_types: Iterable[Type[nn.Module]] = ()):
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        XNNPACKQuantizer, get_symmetric_quantization_config)
+    quantizer = XNNPACKQuantizer()
+    quantizer.set_global(
+        get_symmetric_quantization_config(is_per_channel=True))
+    for module_type in float_types:
+        quantizer.set_module_type(module_type, None)  # left in float
+    return quantizer
+
+
+def export_program(module: nn.Module, example: torch.Tensor,
+                   calibration: Optional[torch.Tensor] = None,
+                   float_types: Iterable[Type[nn.Module]] = ()):
+    """Lower ``module`` to an ExecuTorch program delegated to XNNPACK.
+
+    Args:
+        module (nn.Module): Eval-mode model taking one image tensor.
+        example (Tensor): Input of the exported shape (batch fixed).
+        calibration (Tensor, optional): Images (n, 3, H, W) to calibrate an
+            int8 program on; None exports fp32. Defaults to None.
+        float_types (Iterable[type]): Module types the quantizer leaves in
+            float (e.g. SS2D). Defaults to ().
+
+    Returns:
+        tuple: (ExecutorchProgramManager, :func:`delegation` of the lowered
+        program); the first's ``.buffer`` is the ``.pte`` file's bytes.
+    """
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import \
+        XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+    module = module.eval()
+    with torch.no_grad():
+        program = torch.export.export(module, (example, ), strict=False)
+        if calibration is not None:
+            from torchao.quantization.pt2e.quantize_pt2e import (convert_pt2e,
+                                                                 prepare_pt2e)
+            prepared = prepare_pt2e(program.module(),
+                                    _quantizer(float_types))
+            batch = example.shape[0]
+            for start in range(0, calibration.shape[0] - batch + 1, batch):
+                prepared(calibration[start:start + batch])
+            converted = convert_pt2e(prepared)
+            program = torch.export.export(converted, (example, ),
+                                          strict=False)
+        edge = to_edge_transform_and_lower(
+            program, partitioner=[XnnpackPartitioner()])
+        # read before to_executorch, which rewrites the graph in place
+        report = delegation(edge)
+        return edge.to_executorch(), report
+
+
+def _op_name(node) -> str:
+    target = node.target
+    name = getattr(target, '__name__', None) or str(target)
+    for prefix in ('aten.', 'dim_order_ops.', 'quantized_decomposed.'):
+        if name.startswith(prefix):
+            name = name[len(prefix):]
+    return name.split('.')[0]  # drop the overload ('.default', '.Tensor')
+
+
+#: Node targets that are bookkeeping, not computation.
+_BOOKKEEPING = ('getitem', 'executorch_call_delegate', 'alloc')
+#: Quantize/dequantize nodes: counted apart, they are not model operators.
+_QDQ = ('quantize_per_tensor', 'dequantize_per_tensor',
+        'quantize_per_channel', 'dequantize_per_channel',
+        'choose_qparams_tensor')
+
+
+def delegation(edge) -> Tuple[int, Counter, Counter]:
+    """Operators inside and outside the XNNPACK delegate.
+
+    Args:
+        edge (EdgeProgramManager): The lowered program.
+
+    Returns:
+        tuple: (number of delegated subgraphs, Counter of delegated
+        operators, Counter of operators left outside), by operator name;
+        quantize/dequantize nodes are not counted.
+    """
+    graph_module = edge.exported_program().graph_module
+    inside, outside = Counter(), Counter()
+    subgraphs = 0
+    for node in graph_module.graph.nodes:
+        if node.op != 'call_function':
+            continue
+        name = _op_name(node)
+        if name == 'executorch_call_delegate':
+            subgraphs += 1
+            lowered = getattr(graph_module, node.args[0].target)
+            for inner in lowered.original_module.graph.nodes:
+                if inner.op == 'call_function':
+                    inner_name = _op_name(inner)
+                    if inner_name not in _BOOKKEEPING + _QDQ:
+                        inside[inner_name] += 1
+        elif name not in _BOOKKEEPING + _QDQ:
+            outside[name] += 1
+    return subgraphs, inside, outside
+
+
+def delegation_report(report) -> str:
+    """Two lines: the delegated share and the operators left outside
+    (``report`` is what :func:`delegation` returns)."""
+    subgraphs, inside, outside = report
+    n_in, n_out = sum(inside.values()), sum(outside.values())
+    share = n_in / max(1, n_in + n_out)
+    lines = [f'XNNPACK delegate: {n_in} of {n_in + n_out} operators '
+             f'({100 * share:.1f} %) in {subgraphs} delegated subgraphs']
+    if outside:
+        left = ', '.join(f'{n} {op}' for op, n in outside.most_common())
+        lines.append(f'left outside (portable kernels): {left}')
+    else:
+        lines.append('left outside: none')
+    return '\n'.join(lines)
+
+
+def save(manager, path: str) -> int:
+    """Write the program's bytes to ``path``; return the size in bytes."""
+    data = manager.buffer
+    with open(path, 'wb') as f:
+        f.write(data)
+    return len(data)
+
+
+def set_threads(num: int) -> None:
+    """Size ExecuTorch's threadpool (XNNPACK's threads) to ``num``."""
+    from executorch.extension.pybindings.portable_lib import \
+        _unsafe_reset_threadpool
+    _unsafe_reset_threadpool(int(num))
+
+
+class PteRunner:
+    """A ``.pte`` file loaded in ExecuTorch's runtime: ``runner(x)`` returns
+    the outputs as a list of numpy arrays."""
+
+    def __init__(self, path: str) -> None:
+        from executorch.runtime import Runtime
+        self.program = Runtime.get().load_program(path)
+        self.method = self.program.load_method('forward')
+
+    def __call__(self, x) -> List:
+        if not isinstance(x, torch.Tensor):
+            x = torch.from_numpy(x)
+        outs = self.method.execute([x.contiguous()])
+        return [o.numpy() if isinstance(o, torch.Tensor) else o
+                for o in outs]

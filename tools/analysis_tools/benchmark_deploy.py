@@ -1,0 +1,218 @@
+"""Batch-1 latency of MobileMamba-T2 against MobileNetV3-Large in the mobile
+runtimes: ExecuTorch (XNNPACK delegate) and onnxruntime, fp32 and int8.
+
+    python tools/analysis_tools/benchmark_deploy.py [--threads 1 2]
+        [--rounds 5] [--iters 20] [--work-dir work_dirs/benchmark_deploy]
+        [--calib-dir DIR] [--calib-num 32] [--reuse]
+
+Both models are built from their configs with random weights and random
+BatchNorm statistics (speed does not depend on the values; nothing is
+downloaded): T2 from ``configs/mobilemamba/mobilemamba-t2_8xb128_in1k.py``
+at 192 (BN-fused, the ``'export'`` scan), MobileNetV3-Large from mmpretrain's
+``mobilenet-v3-large_8xb128_in1k`` at 224. Each goes the same route as the
+export tools: ``export_executorch.py`` (fp32; int8 with XNNPACKQuantizer,
+per-channel, SS2D kept in float) and ``export_onnx.py`` (fp32; int8 static
+QDQ of Conv/MatMul/Gemm). The int8 models are calibrated on
+``--calib-num`` images from ``--calib-dir`` (default: procedurally drawn
+shapes written to the work dir), read through T2's test pipeline and
+resized to each model's input.
+
+Timing: for each thread count, all eight programs are loaded in this one
+process and run in interleaved rounds (each round times ``--iters`` single
+forwards of every program in turn), so that machine load affects all
+alike. onnxruntime's threads do not spin between runs
+(``session.intra_op.allow_spinning=0``); ExecuTorch's threadpool is resized
+per thread count. The table gives the median and 90th percentile latency,
+the file size and T2 / MobileNetV3-Large.
+"""
+import argparse
+import os
+import os.path as osp
+import platform
+import statistics
+import sys
+import time
+from typing import Dict, List, Optional, Sequence
+
+import torch
+
+HERE = osp.dirname(osp.abspath(__file__))
+REPO = osp.dirname(osp.dirname(HERE))
+for path in (REPO, HERE, osp.join(REPO, 'tools', 'deployment')):
+    if path not in sys.path:  # run from anywhere without installing
+        sys.path.insert(0, path)
+
+T2_CONFIG = osp.join(REPO, 'configs', 'mobilemamba',
+                     'mobilemamba-t2_8xb128_in1k.py')
+MODELS = (('T2@192', 192), ('MobileNetV3-Large@224', 224))
+PEER = 'mobilenet-v3-large_8xb128_in1k'
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--threads', type=int, nargs='+', default=[1, 2])
+    parser.add_argument('--rounds', type=int, default=5)
+    parser.add_argument('--iters', type=int, default=20,
+                        help='single forwards per program and round')
+    parser.add_argument('--work-dir', default='work_dirs/benchmark_deploy')
+    parser.add_argument('--calib-dir', default=None)
+    parser.add_argument('--calib-num', type=int, default=32)
+    parser.add_argument('--reuse', action='store_true',
+                        help='time the files already in --work-dir')
+    return parser.parse_args(argv)
+
+
+def build_models() -> Dict[str, torch.nn.Module]:
+    """name -> eval-mode module taking an image and returning logits."""
+    import mmmobilemamba  # noqa: F401
+    from benchmark import build_model, build_peer
+    from export_onnx import _Logits, set_scan_backend
+
+    from mmmobilemamba.models.fusion import fuse_bn
+    t2, _, _ = build_model(T2_CONFIG)
+    t2 = _Logits(fuse_bn(t2)).eval()
+    set_scan_backend(t2, 'export')
+    peer = _Logits(build_peer(PEER)).eval()
+    return {MODELS[0][0]: t2, MODELS[1][0]: peer}
+
+
+def calibration_images(args, size: int) -> torch.Tensor:
+    from mmengine.config import Config
+
+    from mmmobilemamba.deploy.calibration import load_images
+    folder = args.calib_dir
+    if folder is None:
+        from mmmobilemamba.data_gen.imagenet_folder import \
+            make_imagenet_folder
+        root = osp.join(args.work_dir, 'calib_shapes')
+        folder = osp.join(root, 'val')
+        if not osp.isdir(folder):
+            make_imagenet_folder(root, num_train_per_class=0,
+                                 num_val_per_class=max(
+                                     1, -(-args.calib_num // 10)),
+                                 image_size=224)
+    return load_images(Config.fromfile(T2_CONFIG), folder, args.calib_num,
+                       (size, size))
+
+
+def export_all(args) -> Dict[str, str]:
+    """Write the eight files; return (model, runtime, precision) -> path."""
+    from export_onnx import export as onnx_export
+
+    from mmmobilemamba.deploy import quantize_onnx, xnnpack
+    from mmmobilemamba.models.ss2d import SS2D
+    models = build_models()
+    paths = {}
+    for (name, size) in MODELS:
+        stem = osp.join(args.work_dir, name.split('@')[0].lower())
+        files = {('executorch', 'fp32'): stem + '_fp32.pte',
+                 ('executorch', 'int8'): stem + '_int8.pte',
+                 ('onnxruntime', 'fp32'): stem + '_fp32.onnx',
+                 ('onnxruntime', 'int8'): stem + '_int8.onnx'}
+        for key, path in files.items():
+            paths[(name, ) + key] = path
+        if args.reuse and all(osp.isfile(p) for p in files.values()):
+            continue
+        module = models[name]
+        x = torch.randn(1, 3, size, size)
+        calib = calibration_images(args, size)
+        for precision in ('fp32', 'int8'):
+            start = time.perf_counter()
+            manager, report = xnnpack.export_program(
+                module, x, calib if precision == 'int8' else None,
+                float_types=(SS2D, ))
+            xnnpack.save(manager, files[('executorch', precision)])
+            print(f'{name} {precision} .pte in '
+                  f'{time.perf_counter() - start:.0f} s; '
+                  + xnnpack.delegation_report(report).replace('\n', '; '))
+        onnx_export(module, x, files[('onnxruntime', 'fp32')], 1, False, 17)
+        quantize_onnx.quantize_static_int8(files[('onnxruntime', 'fp32')],
+                                           files[('onnxruntime', 'int8')],
+                                           calib)
+        print(f'{name}: .onnx fp32 and int8 written')
+    return paths
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    data = sorted(values)
+    pos = (len(data) - 1) * q / 100
+    lo = int(pos)
+    hi = min(lo + 1, len(data) - 1)
+    return data[lo] + (data[hi] - data[lo]) * (pos - lo)
+
+
+def time_all(paths: Dict[tuple, str], threads: int, rounds: int,
+             iters: int) -> Dict[tuple, List[float]]:
+    from mmmobilemamba.deploy.runtimes import make_runner
+    sizes = dict(MODELS)
+    runners = {key: make_runner(key[1], path, threads)
+               for key, path in paths.items()}
+    inputs = {key: torch.randn(1, 3, sizes[key[0]], sizes[key[0]])
+              for key in paths}
+    arrays = {key: x.numpy() for key, x in inputs.items()}
+    for key, run in runners.items():  # warm-up
+        for _ in range(3):
+            run(inputs[key] if key[1] == 'executorch' else arrays[key])
+    times: Dict[tuple, List[float]] = {key: [] for key in paths}
+    for _ in range(rounds):
+        for key, run in runners.items():
+            x = inputs[key] if key[1] == 'executorch' else arrays[key]
+            for _ in range(iters):
+                start = time.perf_counter()
+                run(x)
+                times[key].append(1e3 * (time.perf_counter() - start))
+    return times
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.startswith('model name'):
+                    cpu = line.split(':', 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f'{cpu}, {os.cpu_count()} logical CPUs'
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parse_args(argv)
+    os.makedirs(args.work_dir, exist_ok=True)
+    paths = export_all(args)
+    t2, peer = MODELS[0][0], MODELS[1][0]
+    print(f'machine: {machine()}; load average '
+          f'{" ".join(f"{v:.2f}" for v in os.getloadavg())}')
+    for threads in args.threads:
+        times = time_all(paths, threads, args.rounds, args.iters)
+        print(f'\n{threads} thread(s), batch 1, {args.rounds} rounds x '
+              f'{args.iters} runs (ms)')
+        print(f'| runtime | precision | {t2} median / p90 | {peer} median '
+              f'/ p90 | T2 / MNv3-L | {t2} MiB | {peer} MiB |')
+        print('|---|---|---|---|---|---|---|')
+        med = {}
+        for runtime in ('executorch', 'onnxruntime'):
+            for precision in ('fp32', 'int8'):
+                cells = []
+                for name in (t2, peer):
+                    t = times[(name, runtime, precision)]
+                    med[(name, runtime, precision)] = statistics.median(t)
+                    cells.append(f'{statistics.median(t):.2f} / '
+                                 f'{percentile(t, 90):.2f}')
+                ratio = (med[(t2, runtime, precision)] /
+                         med[(peer, runtime, precision)])
+                mib = [osp.getsize(paths[(n, runtime, precision)]) / 2**20
+                       for n in (t2, peer)]
+                print(f'| {runtime} | {precision} | {cells[0]} | {cells[1]} '
+                      f'| {ratio:.2f}x | {mib[0]:.1f} | {mib[1]:.1f} |')
+        for runtime in ('executorch', 'onnxruntime'):
+            speedups = [med[(n, runtime, 'fp32')] / med[(n, runtime, 'int8')]
+                        for n in (t2, peer)]
+            print(f'int8 speed-up in {runtime}: T2 {speedups[0]:.2f}x, '
+                  f'MNv3-L {speedups[1]:.2f}x')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
