@@ -12,6 +12,8 @@ from typing import Dict, Sequence
 import torch
 import torch.nn as nn
 
+from mmmobilemamba.analysis.random_norms import randomize_norms  # noqa: F401
+
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 SHARED = osp.join(osp.dirname(REPO), 'shared')
 
@@ -38,25 +40,6 @@ def data_root_options(root: str) -> list:
     """``--cfg-options`` entries pointing every split's dataset at ``root``."""
     return [f'{split}_dataloader.dataset.data_root={root}'
             for split in ('train', 'val', 'test')]
-
-
-@torch.no_grad()
-def randomize_norms(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Give every BatchNorm random affine parameters and running statistics
-    (and every zero-initialised scale a random value), so that no branch is
-    a no-op and fusion/equivalence checks are meaningful."""
-    gen = torch.Generator().manual_seed(seed)
-
-    def rand(t, low, high):
-        return torch.rand(t.shape, generator=gen) * (high - low) + low
-
-    for module in model.modules():
-        if isinstance(module, nn.modules.batchnorm._BatchNorm):
-            module.weight.copy_(rand(module.weight, 0.5, 1.5))
-            module.bias.copy_(rand(module.bias, -0.2, 0.2))
-            module.running_mean.copy_(rand(module.running_mean, -0.2, 0.2))
-            module.running_var.copy_(rand(module.running_var, 0.5, 1.5))
-    return model
 
 
 def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:

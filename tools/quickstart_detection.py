@@ -58,7 +58,6 @@ def quickstart_options(root: str, epochs: int, arch: str = 'T2',
         width (int): Channels of the neck and head (the config has 256).
         image_scale (tuple[int, int]): Resize scale (w, h), ratio kept.
     """
-    sys.path.insert(0, REPO)
     import mmmobilemamba  # noqa: F401
     from mmengine.config import Config
 

@@ -65,9 +65,9 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 
+from mmmobilemamba.analysis.random_norms import randomize_norms
+
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-if REPO not in sys.path:  # run from anywhere without installing
-    sys.path.insert(0, REPO)
 
 #: mmpretrain model names of the peers and the resolution each is run at.
 PEERS: Tuple[Tuple[str, str, int], ...] = (
@@ -162,36 +162,11 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 
 
 def config_input_size(cfg) -> int:
-    """The test crop size named by a config (224 when it names none)."""
-    pipelines = []
-    for key in ('test_dataloader', 'val_dataloader'):
-        loader = cfg.get(key)
-        if loader and loader.get('dataset'):
-            pipelines.append(loader['dataset'].get('pipeline', []))
-    pipelines.append(cfg.get('test_pipeline', []))
-    for pipeline in pipelines:
-        for step in pipeline or []:
-            if step.get('type') == 'CenterCrop':
-                size = step['crop_size']
-                return int(size if isinstance(size, int) else size[0])
-    return int(cfg.get('img_size', 224))
-
-
-def randomize_bn(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Give every BatchNorm non-trivial affine weights and statistics."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                if m.weight is not None:
-                    m.weight.copy_(torch.rand(m.weight.shape, generator=gen)
-                                   + .5)
-                if m.running_var is not None:
-                    m.running_var.copy_(
-                        torch.rand(m.running_var.shape, generator=gen) + .5)
-                    m.running_mean.copy_(
-                        torch.randn(m.running_mean.shape, generator=gen) * .1)
-    return model
+    """The test crop size named by a config (its ``img_size``, else 224,
+    when it names none)."""
+    from mmmobilemamba.config_sizes import test_crop_size
+    size = test_crop_size(cfg)
+    return size[0] if size else int(cfg.get('img_size', 224))
 
 
 #: What :func:`build_model` says it timed for an mmpretrain classifier.
@@ -224,19 +199,19 @@ def build_model(config: str, scan_backend: Optional[str] = None
     scope = cfg.get('default_scope', 'mmpretrain')
     if scope in DENSE_PARTS:
         _, part, size, what = DENSE_PARTS[scope](cfg, None)
-        return randomize_bn(part).eval(), size, what
+        return randomize_norms(part).eval(), size, what
     from mmpretrain.registry import MODELS
     cfg.model.pop('train_cfg', None)  # mixup/cutmix: training only
     with DefaultScope.overwrite_default_scope(scope):
         model = MODELS.build(cfg.model)
-    return (randomize_bn(model).eval(), (config_input_size(cfg), ) * 2,
+    return (randomize_norms(model).eval(), (config_input_size(cfg), ) * 2,
             CLASSIFIER)
 
 
 def build_peer(name: str) -> nn.Module:
     """An mmpretrain model by name, random weights (nothing is downloaded)."""
     from mmpretrain import get_model
-    return randomize_bn(get_model(name, pretrained=False)).eval()
+    return randomize_norms(get_model(name, pretrained=False)).eval()
 
 
 class Timed:

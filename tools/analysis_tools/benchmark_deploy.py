@@ -38,8 +38,8 @@ import torch
 
 HERE = osp.dirname(osp.abspath(__file__))
 REPO = osp.dirname(osp.dirname(HERE))
-for path in (REPO, HERE, osp.join(REPO, 'tools', 'deployment')):
-    if path not in sys.path:  # run from anywhere without installing
+for path in (HERE, osp.join(REPO, 'tools', 'deployment')):
+    if path not in sys.path:  # the sibling tools it builds on
         sys.path.insert(0, path)
 
 T2_CONFIG = osp.join(REPO, 'configs', 'mobilemamba',

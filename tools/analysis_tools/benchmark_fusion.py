@@ -58,14 +58,9 @@ def build(arch: str, scan_backend):
     cfg.model.backbone.scan_backend = scan_backend
     cfg.model.pop('train_cfg', None)
     model = MODELS.build(cfg.model)
-    gen = torch.Generator().manual_seed(0)
-    with torch.no_grad():  # non-trivial BN statistics, as after training
-        for m in model.modules():
-            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-                m.weight.copy_(torch.rand(m.weight.shape, generator=gen) + .5)
-                m.running_var.copy_(
-                    torch.rand(m.running_var.shape, generator=gen) + .5)
-    return model.eval()
+    from mmmobilemamba.analysis.random_norms import randomize_norms
+    # non-trivial BN statistics, as after training
+    return randomize_norms(model).eval()
 
 
 def time_round(model, x, iters: int):

@@ -44,8 +44,6 @@ import torch
 import torch.nn as nn
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-if REPO not in sys.path:  # run from anywhere without installing
-    sys.path.insert(0, REPO)
 
 SECTIONS = ('scan', 'bench', 'train', 'infer', 'dense')
 TOL = {torch.float32: 2e-4, torch.bfloat16: 3e-2}
@@ -313,11 +311,11 @@ def check_train(table: Table, quick: bool, batch: int) -> None:
 
 def check_infer(table: Table, quick: bool) -> None:
     from mmmobilemamba.models.fusion import fuse_bn
-    randomize_bn = _load_tool('benchmark').randomize_bn
+    from mmmobilemamba.analysis.random_norms import randomize_norms
     for variant, size, batch in INFER:
         def run(variant=variant, size=size, batch=batch):
             torch.manual_seed(0)
-            model = fuse_bn(randomize_bn(Classifier(variant)).eval())
+            model = fuse_bn(randomize_norms(Classifier(variant)).eval())
             model = model.to(DEVICE)
             x = torch.randn(batch, 3, size, size, device=DEVICE)
             speed, outs = {}, {}

@@ -44,8 +44,6 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-if REPO not in sys.path:  # run from anywhere without installing
-    sys.path.insert(0, REPO)
 
 from mmmobilemamba.ops.selective_scan.triton_scan import (  # noqa: E402
     KernelLaunch, ScanProblem, launch_config)

@@ -13,15 +13,10 @@ model needs, and then through MODEL at its exported batch size. The runtime
 follows from MODEL's file ending unless ``--runtime`` names it.
 """
 import argparse
-import os.path as osp
 import sys
 from typing import Optional, Sequence
 
 import numpy as np
-
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-if REPO not in sys.path:  # run from anywhere without installing
-    sys.path.insert(0, REPO)
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:

@@ -39,10 +39,8 @@ from typing import Optional, Sequence
 import torch
 
 HERE = osp.dirname(osp.abspath(__file__))
-REPO = osp.dirname(osp.dirname(HERE))
-for path in (REPO, HERE):
-    if path not in sys.path:  # run from anywhere without installing
-        sys.path.insert(0, path)
+if HERE not in sys.path:  # export_onnx.py beside it, also when imported
+    sys.path.insert(0, HERE)
 
 import export_onnx  # noqa: E402  (model loading shared with the ONNX tool)
 

@@ -45,9 +45,6 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-if REPO not in sys.path:  # run from anywhere without installing
-    sys.path.insert(0, REPO)
 
 from mmmobilemamba.models.ss2d import set_scan_backend  # noqa: E402
 
@@ -164,16 +161,11 @@ def build(args: argparse.Namespace):
 
 
 def input_size(args: argparse.Namespace, cfg) -> Tuple[int, int]:
+    """--shape, else the config's test crop, else 224 x 224."""
     if args.shape is not None:
         return args.shape[0], args.shape[-1]
-    for key in ('test_dataloader', 'val_dataloader'):
-        loader = cfg.get(key) or {}
-        for step in (loader.get('dataset') or {}).get('pipeline', []):
-            if step.get('type') == 'CenterCrop':
-                size = step['crop_size']
-                size = size if isinstance(size, int) else size[0]
-                return int(size), int(size)
-    return 224, 224
+    from mmmobilemamba.config_sizes import test_crop_size
+    return test_crop_size(cfg) or (224, 224)
 
 
 def export(module: nn.Module, x: torch.Tensor, out: str, num_outputs: int,

@@ -34,6 +34,8 @@ from mmengine.logging import MMLogger
 from mmpretrain.models.classifiers import ImageClassifier
 from mmpretrain.structures import DataSample
 
+from ...config_sizes import test_crop_size
+
 _TEACHER_KEYS = ('config', 'checkpoint', 'input_size', 'resize_mode')
 
 
@@ -94,22 +96,21 @@ def _load_teacher_config(config: Union[str, dict, Config]) -> Config:
 
 
 def _input_size_of(cfg: Config) -> Optional[Tuple[int, int]]:
-    """(H, W) the teacher is tested at: its test pipeline's CenterCrop (or
-    last Resize), None when the config does not say."""
+    """(H, W) the teacher is tested at: its test crop, else its test
+    pipeline's first Resize, None when the config does not say."""
+    crop = test_crop_size(cfg)
+    if crop is not None:
+        return crop
     try:
         pipeline = cfg.test_dataloader.dataset.pipeline
     except AttributeError:
         return None
-    size = None
     for transform in pipeline:
         kind = str(transform.get('type', '')).split('.')[-1]
-        if kind == 'CenterCrop':
-            size = transform.get('crop_size')
-        elif kind in ('Resize', 'RandomResizedCrop') and size is None:
-            size = transform.get('scale')
-    if size is None:
-        return None
-    return _as_hw(size)
+        if kind in ('Resize', 'RandomResizedCrop') and \
+                transform.get('scale') is not None:
+            return _as_hw(transform['scale'])
+    return None
 
 
 def _as_hw(size: Union[int, Sequence[int]]) -> Tuple[int, int]:

@@ -5,7 +5,9 @@ The fast ``'torch'`` backend works in place on slabs and plans its chunking
 per sequence length in Python, which a tracer records as shape-specialised
 in-place code that ONNX cannot express well. This backend writes the same
 recurrence ``h_t = exp(l_t) h_{t-1} + x_t`` (``l_t = dt_t A <= 0``)
-functionally, as a chunked scan of a few large ops
+functionally, in one of two formulations that :data:`EXPORT_SCAN` selects.
+The default is a doubling scan (:func:`doubling_scan`: log2(L) levels of
+shifted products). The alternative is a chunked scan of a few large ops
 (:func:`chunked_scan`): the sequence is cut into chunks of T steps; inside
 a chunk the states are one matrix product with the lower-triangular matrix
 of decays ``exp(S_i - S_j)``, i >= j (S the running sum of l); the states
