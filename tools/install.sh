@@ -26,6 +26,8 @@ on_error() {
                  "check network access to the package index and free disk space." >&2 ;;
     mmcv*) echo "   mmcv 2.1.0 is compiled from source: needs gcc/g++ and the Python headers." \
                 "Re-run the script; a finished build is reused from pip's cache." >&2 ;;
+    mmmobilemamba*) echo "   The editable install compiles the selective scan's CPU kernel: needs g++" \
+                         "and the Python headers (torch.utils.cpp_extension)." >&2 ;;
     verify*) echo "   The environment is installed but does not work; see the traceback above." >&2 ;;
     *) echo "   Re-run the script after fixing the error above; finished steps are skipped." >&2 ;;
   esac
@@ -78,7 +80,7 @@ fi
 step "mmmobilemamba (editable)"
 pip_install -c "$CONSTRAINTS" --no-build-isolation --no-deps -e .
 
-step "verify: mmcv._ext, torchvision.ops.nms, mmpretrain/mmdet/mmseg, registration"
+step "verify: mmcv._ext, torchvision.ops.nms, mmpretrain/mmdet/mmseg, executorch, the compiled scan, registration"
 "$VPY" - <<'PYEOF'
 import torch, torchvision, mmcv, mmcv._ext, mmengine
 boxes = torch.tensor([[0., 0., 10., 10.], [1., 1., 10., 10.], [20., 20., 30., 30.]])
@@ -92,6 +94,11 @@ from importlib.metadata import version
 from executorch.runtime import Runtime
 assert Runtime.get().backend_registry.is_available("XnnpackBackend")
 import mmmobilemamba
+from mmmobilemamba.ops.selective_scan.cpp_scan import cpp_isa, cpp_status
+# this environment must have the compiled scan (a user's may fall back)
+ok = cpp_status(torch.device("cpu"))
+assert ok is True, f"the compiled selective scan was not built: {ok}"
+print(f"compiled selective scan: {cpp_isa()} kernels")
 print(f"torch {torch.__version__}, torchvision {torchvision.__version__}, "
       f"mmengine {mmengine.__version__}, mmcv {mmcv.__version__} (ops compiled), "
       f"mmpretrain {mmpretrain.__version__}, mmdet {mmdet.__version__}, "
