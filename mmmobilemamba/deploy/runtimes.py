@@ -88,6 +88,19 @@ def worst_difference(ref: List[np.ndarray], got: List[np.ndarray]) -> float:
     return worst
 
 
+def report_parity(runtime: str, worst: float, tolerance: float) -> int:
+    """Print a runtime's worst difference to PyTorch; 1 (an exit code, with
+    an error line on stderr) if it is over ``tolerance``, else 0."""
+    import sys
+    print(f'{runtime} vs PyTorch: worst difference {worst:.3g} (relative '
+          f'to max(1, |output|); tolerance {tolerance})')
+    if worst > tolerance:
+        print(f'error: {runtime} output differs from PyTorch by {worst:.3g} '
+              f'> {tolerance}', file=sys.stderr)
+        return 1
+    return 0
+
+
 def int8_summary(ref: List[np.ndarray], got: List[np.ndarray],
                  classifier: bool) -> str:
     """How an int8 model's outputs on the calibration images compare with

@@ -499,19 +499,22 @@ def _fmt(ips: float) -> str:
     return f'{ips:.1f}' if ips >= 100 else f'{ips:#.3g}'
 
 
-def machine(device: torch.device) -> str:
-    if device.type == 'cuda':
-        return torch.cuda.get_device_name(device)
-    cpu = platform.processor() or platform.machine()
+def cpu_name() -> str:
+    """The CPU's model name (from /proc/cpuinfo where there is one)."""
     try:
         with open('/proc/cpuinfo') as f:
             for line in f:
                 if line.startswith('model name'):
-                    cpu = line.split(':', 1)[1].strip()
-                    break
+                    return line.split(':', 1)[1].strip()
     except OSError:
         pass
-    return f'{cpu}, {torch.get_num_threads()} threads'
+    return platform.processor() or platform.machine()
+
+
+def machine(device: torch.device) -> str:
+    if device.type == 'cuda':
+        return torch.cuda.get_device_name(device)
+    return f'{cpu_name()}, {torch.get_num_threads()} threads'
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

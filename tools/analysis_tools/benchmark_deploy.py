@@ -28,7 +28,6 @@ the file size and T2 / MobileNetV3-Large.
 import argparse
 import os
 import os.path as osp
-import platform
 import statistics
 import sys
 import time
@@ -165,16 +164,8 @@ def time_all(paths: Dict[tuple, str], threads: int, rounds: int,
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open('/proc/cpuinfo') as f:
-            for line in f:
-                if line.startswith('model name'):
-                    cpu = line.split(':', 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return f'{cpu}, {os.cpu_count()} logical CPUs'
+    from benchmark import cpu_name
+    return f'{cpu_name()}, {os.cpu_count()} logical CPUs'
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -149,13 +149,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     worst = runtimes.worst_difference(
         runtimes.torch_outputs(reference, inputs),
         runtimes.run_batched(runner, inputs, 1))
-    print(f'ExecuTorch vs PyTorch: worst difference {worst:.3g} (relative '
-          f'to max(1, |output|); tolerance {TOLERANCE})')
-    if worst > TOLERANCE:
-        print(f'error: ExecuTorch output differs from PyTorch by {worst:.3g}'
-              f' > {TOLERANCE}', file=sys.stderr)
-        return 1
-    return 0
+    return runtimes.report_parity('ExecuTorch', worst, TOLERANCE)
 
 
 if __name__ == '__main__':

@@ -261,13 +261,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 0
     batches = (1, 3) if args.dynamic_batch else (args.batch, )
     worst = parity(reference, args.out, batches, size)
-    print(f'onnxruntime vs PyTorch: worst difference {worst:.3g} '
-          f'(relative to max(1, |output|); tolerance {TOLERANCE})')
-    if worst > TOLERANCE:
-        print(f'error: ONNX output differs from PyTorch by {worst:.3g} > '
-              f'{TOLERANCE}', file=sys.stderr)
-        return 1
-    return 0
+    from mmmobilemamba.deploy.runtimes import report_parity
+    return report_parity('onnxruntime', worst, TOLERANCE)
 
 
 if __name__ == '__main__':
