@@ -11,10 +11,14 @@ Configs reach it with::
 ``mmmobilemamba.ops`` needs only torch, and ``mmmobilemamba.models`` torch and
 mmengine, so the GPU path can be checked without the OpenMMLab toolboxes.
 """
-from . import compat, engine  # engine: hooks, loops, EMA in mmengine
+import importlib.util
+
+from . import compat
 from .registry import register_all
 from .version import __version__
 
+if importlib.util.find_spec('mmengine') is not None:
+    from . import engine  # noqa: F401  (hooks, loops, EMA in mmengine)
 compat.apply_all()
 #: scope -> names of the modules registered there at import.
 REGISTERED = register_all()

@@ -66,9 +66,11 @@ class PointwiseConv2d(nn.Conv2d):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if torch.onnx.is_in_onnx_export():
+        if torch.onnx.is_in_onnx_export() or torch.compiler.is_exporting():
             # onnxruntime runs a 1x1 Conv well; the product would add two
-            # Transposes per layer to the graph (measured 11 % slower).
+            # Transposes per layer to the graph (measured 11 % slower). In
+            # torch.export (ExecuTorch) its channels-last views would mix
+            # dim orders, which ExecuTorch's portable kernels refuse.
             return super().forward(x)
         b, c, h, w = x.shape
         tokens = x.reshape(b, c, h * w).transpose(1, 2)

@@ -99,17 +99,18 @@ def test_onnx_graph_is_small_and_standard(tmp_path, monkeypatch):
     doubling level, and onnxruntime reproduces PyTorch."""
     ort = pytest.importorskip('onnxruntime')
     onnx = pytest.importorskip('onnx')
-    from mmmobilemamba.models.ss2d import SS2D
+    from mmmobilemamba.models.ss2d import SS2D, set_scan_backend
     from mmmobilemamba.ops.selective_scan import export_scan
     monkeypatch.setattr(export_scan, 'EXPORT_SCAN', 'chunked')
     torch.manual_seed(0)
-    m = SS2D(16, scan_backend='export').eval()
+    m = SS2D(16).eval()
+    set_scan_backend(m, 'export')
     x = torch.randn(1, 16, 12, 12)
     path = str(tmp_path / 'ss2d.onnx')
     with torch.no_grad():
         torch.onnx.export(m, (x, ), path, dynamo=False, opset_version=17,
                           input_names=['input'], output_names=['out'])
-        m.scan_backend = 'ref'
+        set_scan_backend(m, 'ref')
         ref = m(x).numpy()
     graph = onnx.load(path).graph
     ops = [n.op_type for n in graph.node]

@@ -18,6 +18,8 @@ ENV = {'OMP_NUM_THREADS': '1', 'MMMOBILEMAMBA_TRUST_CHECKPOINTS': ''}
 def _cls_task(tiny_imagenet_folder, _):
     opts = ['model.head.num_classes=10', 'data_preprocessor.num_classes=10',
             'param_scheduler.0.end=1', 'param_scheduler.1.begin=1',
+            # the cosine needs an end past its begin in the 1-epoch run
+            'param_scheduler.1.end=2',
             'train_dataloader.dataset.pipeline.1.transforms.0.0.scale=32',
             'train_dataloader.dataset.pipeline.1.transforms.1.0.scale=32',
             'val_dataloader.dataset.pipeline.1.scale=36',

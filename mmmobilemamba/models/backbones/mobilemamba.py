@@ -254,10 +254,12 @@ class MobileMamba(BaseModule):
             raise ValueError(f'MobileMamba needs inputs of at least '
                              f'{MIN_INPUT_SIZE}x{MIN_INPUT_SIZE}, got '
                              f'{x.shape[-2]}x{x.shape[-1]}')
-        if self.deploy and x.device.type == 'cpu':
+        if self.deploy and x.device.type == 'cpu' and \
+                not torch.compiler.is_exporting():
             # The deploy 1x1s write channels-last anyway, and oneDNN's
             # convolutions run 1.2-2x faster on it at batch 1 (no layout
-            # reorder around each call; docs/benchmarks/speed.md).
+            # reorder around each call; docs/benchmarks/speed.md). Exported
+            # graphs stay in one (contiguous) dim order for their runtimes.
             x = x.contiguous(memory_format=torch.channels_last)
         x = self.stem(x)
         outs = [x] if 0 in self.out_indices else []
