@@ -132,14 +132,6 @@ def export_all(args) -> Dict[str, str]:
     return paths
 
 
-def percentile(values: Sequence[float], q: float) -> float:
-    data = sorted(values)
-    pos = (len(data) - 1) * q / 100
-    lo = int(pos)
-    hi = min(lo + 1, len(data) - 1)
-    return data[lo] + (data[hi] - data[lo]) * (pos - lo)
-
-
 def time_all(paths: Dict[tuple, str], threads: int, rounds: int,
              iters: int) -> Dict[tuple, List[float]]:
     from mmmobilemamba.deploy.runtimes import make_runner
@@ -169,6 +161,7 @@ def machine() -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    from benchmark import percentile
     args = parse_args(argv)
     os.makedirs(args.work_dir, exist_ok=True)
     paths = export_all(args)
