@@ -4,12 +4,13 @@ The OpenMMLab stack is pinned loosely here (the ranges a user needs); the exact
 tested versions and the mmcv-from-source build live in tools/install.sh and
 requirements/constraints.txt.
 
-The compiled CPU selective scan (``mmmobilemamba.ops._scan_cpu``, C++ on ATen,
-no CUDA compiler involved) is built here with ``torch.utils.cpp_extension``;
-it needs torch in the build environment, hence ``pip install
---no-build-isolation -e .``. Without a working C++ compiler (or with
-``MMMOBILEMAMBA_NO_EXT=1``) the package installs without it and the
-pure-PyTorch scan is used; ``import mmmobilemamba`` then says so once.
+The compiled CPU operators (C++ on ATen, no CUDA compiler involved) are built
+here with ``torch.utils.cpp_extension``: the selective scan
+(``mmmobilemamba.ops._scan_cpu``) and the small-map depthwise convolution
+(``mmmobilemamba.ops._dwconv_cpu``). They need torch in the build environment,
+hence ``pip install --no-build-isolation -e .``. Without a working C++
+compiler (or with ``MMMOBILEMAMBA_NO_EXT=1``) the package installs without
+them and pure PyTorch is used; ``import mmmobilemamba`` then says so once.
 """
 import os
 import re
@@ -19,24 +20,25 @@ from pathlib import Path
 from setuptools import find_packages, setup
 
 HERE = Path(__file__).parent
-EXT_NAME = 'mmmobilemamba.ops._scan_cpu'
+SCAN_EXT = 'mmmobilemamba.ops._scan_cpu'
+DWCONV_EXT = 'mmmobilemamba.ops._dwconv_cpu'
 
 
-def scan_extension():
-    """(ext_modules, cmdclass) for the compiled scan, or empty when it
-    cannot be built here."""
+def cpu_extensions():
+    """(ext_modules, cmdclass) for the compiled CPU operators, or empty when
+    they cannot be built here."""
     if os.environ.get('MMMOBILEMAMBA_NO_EXT') == '1':
         return [], {}
     try:
         from torch.utils.cpp_extension import BuildExtension, CppExtension
     except ImportError:  # an isolated build without torch
         print('mmmobilemamba: torch is not importable at build time; the '
-              'compiled selective scan is skipped (use pip install '
+              'compiled CPU operators are skipped (use pip install '
               '--no-build-isolation)', file=sys.stderr)
         return [], {}
 
     class OptionalBuildExtension(BuildExtension):
-        """A failed compile leaves the pure-PyTorch scan, not a failed
+        """A failed compile leaves the pure-PyTorch path, not a failed
         install."""
 
         def build_extension(self, ext):
@@ -44,24 +46,25 @@ def scan_extension():
                 super().build_extension(ext)
             except Exception as e:  # noqa: BLE001 (compiler missing, ...)
                 print(f'mmmobilemamba: building {ext.name} failed ({e}); '
-                      'the pure-PyTorch selective scan will be used',
+                      'pure PyTorch will be used in its place',
                       file=sys.stderr)
 
     csrc = Path('mmmobilemamba') / 'ops' / 'csrc'
-    # No -march: scan_cpu.cpp compiles its kernels for the baseline, AVX2
-    # and AVX-512 and picks one at run time, so a built wheel runs on any
+    # No -march: both sources compile their loops for the baseline, AVX2
+    # and AVX-512 and pick one at run time, so a built wheel runs on any
     # x86-64 CPU. -fopenmp: ATen's parallel_for is OpenMP in its headers
     # (it then shares the libgomp torch has loaded, and its thread count).
-    ext = CppExtension(
-        EXT_NAME, [str(csrc / 'scan_cpu.cpp')],
-        depends=[str(csrc / 'scan_kernel.h')],
-        extra_compile_args=['-O3', '-fopenmp', '-std=c++20'],
-        extra_link_args=['-fopenmp'])
-    return [ext], {'build_ext': OptionalBuildExtension.with_options(
+    flags = dict(extra_compile_args=['-O3', '-fopenmp', '-std=c++20'],
+                 extra_link_args=['-fopenmp'])
+    scan = CppExtension(SCAN_EXT, [str(csrc / 'scan_cpu.cpp')],
+                        depends=[str(csrc / 'scan_kernel.h')], **flags)
+    dwconv = CppExtension(DWCONV_EXT, [str(csrc / 'depthwise_cpu.cpp')],
+                          **flags)
+    return [scan, dwconv], {'build_ext': OptionalBuildExtension.with_options(
         use_ninja=True)}
 
 
-EXT_MODULES, CMDCLASS = scan_extension()
+EXT_MODULES, CMDCLASS = cpu_extensions()
 
 
 def read_version() -> str:

@@ -11,12 +11,13 @@
 Other residual connections (``x + m(x)``) are written out in the forward of
 the modules that use them, which keeps checkpoint key names short.
 """
-from typing import Optional
+from typing import Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from mmmobilemamba.ops.depthwise_conv import use_compiled
 from .fusion import fold_bn_into_conv
 
 
@@ -48,6 +49,56 @@ class ChannelAffine(nn.Module):
 
     def extra_repr(self) -> str:
         return f'channels={self.in_channels}'
+
+
+class DepthwiseConv2d(nn.Conv2d):
+    """A depthwise convolution (``groups == in_channels == out_channels``)
+    that runs small problems through the compiled CPU kernel.
+
+    Same parameters, state_dict and result as :class:`torch.nn.Conv2d`.
+    When no gradient is needed, on a float32 CPU input, outside tracing and
+    export, problems of at most
+    :data:`mmmobilemamba.ops.depthwise_conv.MAX_COMPILED_WORK`
+    multiply-adds (the maps of batch-1 inference) go to
+    ``torch.ops.mmmobilemamba.depthwise_conv2d``; everything else, training
+    included, is ``F.conv2d``.
+
+    Args:
+        channels (int): Channels C.
+        kernel_size (int): Square kernel size.
+        stride (int): Stride. Defaults to 1.
+        padding (int | str): Zero padding, or ``'same'`` / ``'valid'`` as
+            in :class:`torch.nn.Conv2d`. Defaults to 0.
+        bias (bool): Add a learnable bias. Defaults to True.
+    """
+
+    def __init__(self, channels: int, kernel_size: int, stride: int = 1,
+                 padding: Union[int, str] = 0, bias: bool = True) -> None:
+        super().__init__(channels, channels, kernel_size, stride, padding,
+                         groups=channels, bias=bias)
+        self._pads = self._explicit_padding()
+
+    def _explicit_padding(self) -> Optional[Tuple[int, int]]:
+        """Symmetric zero padding per side as two ints, or None when the
+        padding cannot be written so (even kernel with 'same', a padding
+        mode other than zeros)."""
+        if self.padding_mode != 'zeros':
+            return None
+        if self.padding == 'valid':
+            return (0, 0)
+        if self.padding == 'same':
+            if any(k % 2 == 0 for k in self.kernel_size):
+                return None  # asymmetric padding
+            return tuple(k // 2 for k in self.kernel_size)
+        return tuple(self.padding)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._pads is not None and use_compiled(
+                x, self.weight, self.stride, self._pads, self.dilation):
+            return torch.ops.mmmobilemamba.depthwise_conv2d(
+                x, self.weight, self.bias, list(self.stride),
+                list(self._pads))
+        return super().forward(x)
 
 
 class PointwiseConv2d(nn.Conv2d):
@@ -82,18 +133,30 @@ class PointwiseConv2d(nn.Conv2d):
         return y.transpose(1, 2).view(b, self.out_channels, h, w)
 
 
+def make_conv(in_channels: int, out_channels: int, kernel_size: int,
+              stride: int, padding: int, groups: int,
+              bias: bool) -> nn.Conv2d:
+    """A :class:`DepthwiseConv2d` when the convolution is depthwise with a
+    kernel larger than 1, else a plain :class:`torch.nn.Conv2d`."""
+    if groups == in_channels == out_channels and kernel_size > 1:
+        return DepthwiseConv2d(in_channels, kernel_size, stride, padding,
+                               bias=bias)
+    return nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding,
+                     groups=groups, bias=bias)
+
+
 def deploy_conv(in_channels: int, out_channels: int, kernel_size: int,
                 stride: int, padding: int, groups: int) -> nn.Module:
     """The module a fused Conv-BN computes with (bias always present):
     :class:`ChannelAffine` for a depthwise 1x1, :class:`PointwiseConv2d`
-    for a dense 1x1 at stride 1, else a plain :class:`torch.nn.Conv2d`."""
+    for a dense 1x1 at stride 1, else :func:`make_conv`."""
     pointwise = kernel_size == 1 and stride == 1 and padding == 0
     if pointwise and groups == in_channels == out_channels:
         return ChannelAffine(in_channels)
     if pointwise and groups == 1:
         return PointwiseConv2d(in_channels, out_channels, 1)
-    return nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding,
-                     groups=groups, bias=True)
+    return make_conv(in_channels, out_channels, kernel_size, stride, padding,
+                     groups, bias=True)
 
 
 class ConvBN(nn.Module):
@@ -135,8 +198,8 @@ class ConvBN(nn.Module):
             self.conv = deploy_conv(in_channels, out_channels, kernel_size,
                                     stride, padding, groups)
         else:
-            self.conv = nn.Conv2d(in_channels, out_channels, kernel_size,
-                                  stride, padding, groups=groups, bias=False)
+            self.conv = make_conv(in_channels, out_channels, kernel_size,
+                                  stride, padding, groups, bias=False)
             self.bn = nn.BatchNorm2d(out_channels)
             nn.init.constant_(self.bn.weight, bn_weight_init)
             nn.init.zeros_(self.bn.bias)

@@ -20,7 +20,7 @@ import torch.nn as nn
 
 from mmmobilemamba.ops.selective_scan import (backend_table,
                                               selective_scan_bidirectional)
-from .bricks import ConvBN
+from .bricks import ConvBN, DepthwiseConv2d
 
 #: Number of scan directions (raster order and its reverse).
 NUM_DIRECTIONS = 2
@@ -95,8 +95,8 @@ class SS2D(nn.Module):
         self.scan_backend: Optional[str] = None
 
         self.in_proj = ConvBN(d_model, 2 * d_inner, deploy=deploy)
-        self.dwconv = nn.Conv2d(d_inner, d_inner, conv_kernel,
-                                padding=conv_kernel // 2, groups=d_inner)
+        self.dwconv = DepthwiseConv2d(d_inner, conv_kernel,
+                                      padding=conv_kernel // 2)
         self.act = nn.SiLU()
 
         # Per direction: x -> (dt, B, C); dt -> d_inner time steps.

@@ -15,6 +15,7 @@ import torch
 import torch.nn as nn
 
 from mmmobilemamba.ops.wavelet import HaarWavelet2d
+from .bricks import DepthwiseConv2d
 from .ss2d import SS2D
 
 
@@ -50,9 +51,8 @@ class WTEMamba(nn.Module):
         self.wavelet = HaarWavelet2d(channels, deploy=deploy)
         # padding='same' as the release: also what the FLOP convention of
         # docs/architecture.md#flops uses (mmengine leaves this conv out).
-        self.wavelet_conv = nn.Conv2d(4 * channels, 4 * channels, kernel_size,
-                                      padding='same', groups=4 * channels,
-                                      bias=False)
+        self.wavelet_conv = DepthwiseConv2d(4 * channels, kernel_size,
+                                            padding='same', bias=False)
         self.wavelet_scale = nn.Parameter(
             torch.full((1, 4 * channels, 1, 1), float(wavelet_scale_init)))
 
