@@ -238,3 +238,30 @@ def test_fallback_without_the_extension_says_so_once():
     assert len(notes) == 1, out.stderr[-3000:]
     assert 'pure-PyTorch selective scan is used instead' in notes[0]
     assert 'pip install --no-build-isolation' in notes[0]
+
+
+@pytest.mark.parametrize('backend', OP_BACKENDS)
+def test_eager_inference_calls_the_kernel_directly(backend, monkeypatch):
+    """Without autograd or a tracer the op's wrappers are skipped, with
+    identical results; with gradients wanted, the op runs."""
+    from mmmobilemamba.ops.selective_scan import scan_op
+    calls = []
+    real = scan_op.selective_scan_op
+
+    def counting(*args):
+        calls.append(1)
+        return real(*args)
+
+    monkeypatch.setattr(scan_op, 'selective_scan_op', counting)
+    ins = make_bi_inputs(1, 6, 17, 1)
+    with torch.inference_mode():
+        direct = selective_scan_bidirectional(*ins, backend=backend)
+    assert not calls
+    wanted = [t.clone().requires_grad_() for t in ins]
+    through_op = selective_scan_bidirectional(*wanted, backend=backend)
+    assert calls == [1]
+    assert torch.equal(direct, through_op.detach())
+    from torch.utils.flop_counter import FlopCounterMode
+    with torch.no_grad(), FlopCounterMode(display=False):
+        selective_scan_bidirectional(*ins, backend=backend)
+    assert calls == [1, 1]  # a dispatch mode sees the op

@@ -24,6 +24,8 @@ from typing import Callable, Dict, Optional, Tuple
 import torch
 from torch import Tensor
 
+from ..eager import eager_inference
+
 #: backend name -> (forward, backward) in the op's layout. Filled by
 #: :mod:`.backends` from its table; the op only looks names up here.
 KERNELS: Dict[str, Tuple[Callable, Callable]] = {}
@@ -112,6 +114,19 @@ def _backward(ctx, gy, g_last):
 selective_scan_op.register_autograd(_backward, setup_context=_setup_context)
 
 
+def _scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
+          return_last_state, backend):
+    """The op, or its forward kernel directly in eager inference (the op's
+    Python wrappers cost more than a batch-1 scan; :mod:`..eager`)."""
+    if eager_inference(u, delta, A, B, C, D, z, delta_bias):
+        forward, _ = _kernels(backend)
+        y, last = forward(u, delta, A, B, C, D, z, delta_bias,
+                          delta_softplus, return_last_state)
+        return y, (last if last is not None else _empty(u))
+    return selective_scan_op(u, delta, A, B, C, D, z, delta_bias,
+                             delta_softplus, return_last_state, backend)
+
+
 def scan_one_direction(u, delta, A, B, C, D=None, z=None, delta_bias=None,
                        delta_softplus=False, return_last_state=False, *,
                        backend: str):
@@ -119,9 +134,9 @@ def scan_one_direction(u, delta, A, B, C, D=None, z=None, delta_bias=None,
     lift = lambda t: None if t is None else t[None]  # noqa: E731
     bc = (lambda t: t[:, None, None]) if B.dim() == 3 else (
         lambda t: t[:, None])
-    y, last = selective_scan_op(u, delta[:, None], A[None], bc(B), bc(C),
-                                lift(D), z, lift(delta_bias),
-                                delta_softplus, return_last_state, backend)
+    y, last = _scan(u, delta[:, None], A[None], bc(B), bc(C), lift(D), z,
+                    lift(delta_bias), delta_softplus, return_last_state,
+                    backend)
     return (y, last) if return_last_state else y
 
 
@@ -131,8 +146,7 @@ def scan_two_directions(u, delta, A, B, C, D=None, delta_bias=None,
     through the op."""
     dim = u.shape[1]
     per_dir = lambda t: None if t is None else t.reshape(2, dim)  # noqa
-    y, _ = selective_scan_op(u, delta, A.reshape(2, dim, A.shape[-1]),
-                             B[:, :, None], C[:, :, None], per_dir(D), None,
-                             per_dir(delta_bias), delta_softplus, False,
-                             backend)
+    y, _ = _scan(u, delta, A.reshape(2, dim, A.shape[-1]), B[:, :, None],
+                 C[:, :, None], per_dir(D), None, per_dir(delta_bias),
+                 delta_softplus, False, backend)
     return y
