@@ -28,8 +28,8 @@ model, printing the fusion speed-up. ``--peers`` times mmpretrain's
 MobileNetV3-Large (224), MobileViT-XS/S (256) and EfficientNet-B0 (224) at
 their own resolutions in the same rounds, interleaved with the model, so
 that machine load affects all alike, and prints the ratios.
-``--scan-share`` times the selective scan inside one forward with timing
-hooks and prints its share of the forward time.
+``--scan-share`` prints the selective scan's share of the forward, timed
+around each scan call and as the time a zero-cost stand-in saves.
 
 Batch-1 latency, what a phone user waits for, is measured on its own too:
 
@@ -298,49 +298,66 @@ def percentile(values: Sequence[float], q: float) -> float:
     return data[lo] + (data[hi] - data[lo]) * (pos - lo)
 
 
-def scan_share(target: 'Timed', x: torch.Tensor, repeats: int = 3
-               ) -> Tuple[float, float]:
-    """Seconds spent in the selective scan and in the whole forward.
+def scan_share(target: 'Timed', x: torch.Tensor, repeats: int = 5
+               ) -> Tuple[float, float, float]:
+    """The selective scan's cost inside the forward, measured two ways.
 
-    Each SS2D's ``scan`` is wrapped by a timer for the measurement (and
-    restored afterwards); the median over ``repeats`` forwards is returned.
+    * timed: the scan call of every SS2D
+      (:func:`~mmmobilemamba.ops.selective_scan_bidirectional`, the kernel
+      and its argument handling; not the x/dt projections around it) is
+      wrapped by a timer;
+    * stand-in: forwards with the scan replaced by a zero-cost stand-in
+      (returns its input u), interleaved with real forwards; the scan's
+      cost is the difference of the medians.
+
+    Returns:
+        tuple: seconds in the timed scan calls, seconds saved by the
+        stand-in, seconds of the whole forward (medians over ``repeats``).
     """
-    from mmmobilemamba.models.ss2d import SS2D
-    spent: List[float] = []
-    modules = [m for m in target.model.modules() if isinstance(m, SS2D)]
-    if not modules:
+    from mmmobilemamba.models import ss2d as ss2d_module
+    if not any(isinstance(m, ss2d_module.SS2D)
+               for m in target.model.modules()):
         raise ValueError('the model has no SS2D module: no scan to time')
     sync = (torch.cuda.synchronize if x.device.type == 'cuda' else
             (lambda: None))
+    real = ss2d_module.selective_scan_bidirectional
+    spent: List[float] = []
 
-    def timed(original):
-        def wrapper(inp):
-            sync()
-            start = time.perf_counter()
-            out = original(inp)
-            sync()
-            spent.append(time.perf_counter() - start)
-            return out
-        return wrapper
+    def timed(*args, **kwargs):
+        sync()
+        start = time.perf_counter()
+        out = real(*args, **kwargs)
+        sync()
+        spent.append(time.perf_counter() - start)
+        return out
 
-    for m in modules:
-        m.scan = timed(m.scan)
-    scans, totals = [], []
+    def stand_in(u, *args, **kwargs):
+        return u
+
+    def forward(scan) -> float:
+        ss2d_module.selective_scan_bidirectional = scan
+        sync()
+        start = time.perf_counter()
+        target.fn(x)
+        sync()
+        return time.perf_counter() - start
+
+    scans, totals, without = [], [], []
     try:
         with torch.inference_mode():
-            target.fn(x)  # warm-up
+            forward(real)
+            forward(stand_in)  # warm-up
             for _ in range(repeats):
                 spent.clear()
-                sync()
-                start = time.perf_counter()
-                target.fn(x)
-                sync()
-                totals.append(time.perf_counter() - start)
+                forward(timed)
                 scans.append(sum(spent))
+                totals.append(forward(real))
+                without.append(forward(stand_in))
     finally:
-        for m in modules:
-            del m.scan  # back to the class method
-    return statistics.median(scans), statistics.median(totals)
+        ss2d_module.selective_scan_bidirectional = real
+    total = statistics.median(totals)
+    return (statistics.median(scans), total - statistics.median(without),
+            total)
 
 
 def measure_latency(runners: List[Tuple[str, Callable[[], object]]],
@@ -590,10 +607,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                   'CPU time')
     if args.scan_share:
         x = main_model.input(args.batch)
-        scan, total = scan_share(main_model, x)
-        print(f'selective scan share of the forward (batch {args.batch}): '
-              f'{100 * scan / total:.1f}% ({scan * 1e3:.0f} of '
-              f'{total * 1e3:.0f} ms)')
+        scan, saved, total = scan_share(main_model, x)
+        print(f'selective scan share of the forward (batch {args.batch}, '
+              f'forward {total * 1e3:.2f} ms): timed calls '
+              f'{100 * scan / total:.1f}% ({scan * 1e3:.2f} ms); zero-cost '
+              f'stand-in saves {100 * saved / total:.1f}% '
+              f'({saved * 1e3:.2f} ms)')
     if args.latency_threads or args.onnx:
         latency_comparison(args, name, main_model, timed, opts)
     return 0
