@@ -17,6 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from mmmobilemamba.ops import packed_linear
 from mmmobilemamba.ops.depthwise_conv import use_compiled
 from .fusion import fold_bn_into_conv
 
@@ -105,9 +106,11 @@ class PointwiseConv2d(nn.Conv2d):
     """A 1x1, stride-1, ungrouped convolution computed as a token-major
     matrix product: the deploy form of such a Conv-BN.
 
-    ``F.linear`` on the (B, H*W, C) view of the input, whose result is
+    A linear layer on the (B*H*W, C) view of the input, whose result is
     returned as a channels-last (B, C', H, W) view (no copy either side;
-    a channels-last input is read without a copy too). Measured on the
+    a channels-last input is read without a copy too); in eager inference
+    the weight is used in oneDNN's packed layout
+    (:mod:`mmmobilemamba.ops.packed_linear`). Measured on the
     CPU of docs/benchmarks/speed.md at every 1x1 shape of T2 (batch 1, 8
     and 32, 1 and 2 threads), this is never slower than ``F.conv2d`` and up
     to 4.7x faster on the 3x3 maps of stage 3: the convolution takes the
@@ -124,13 +127,11 @@ class PointwiseConv2d(nn.Conv2d):
             # dim orders, which ExecuTorch's portable kernels refuse.
             return super().forward(x)
         b, c, h, w = x.shape
-        tokens = x.reshape(b, c, h * w).transpose(1, 2)
-        weight = self.weight.view(self.out_channels, c)
-        if b == 1:  # one addmm with the bias (F.linear on 3-D adds it apart)
-            y = torch.addmm(self.bias, tokens[0], weight.t())[None]
-        else:
-            y = F.linear(tokens, weight, self.bias)
-        return y.transpose(1, 2).view(b, self.out_channels, h, w)
+        # (B*H*W, C) rows: a view when x is channels-last
+        tokens = x.reshape(b, c, h * w).transpose(1, 2).reshape(b * h * w, c)
+        y = packed_linear.linear(tokens, self.weight, self.bias)
+        return y.view(b, h * w, -1).transpose(1, 2).view(
+            b, self.out_channels, h, w)
 
 
 def make_conv(in_channels: int, out_channels: int, kernel_size: int,
