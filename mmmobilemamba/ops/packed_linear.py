@@ -52,17 +52,20 @@ def uses_packed(x: torch.Tensor, weight: torch.Tensor) -> bool:
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor,
-           bias: Optional[torch.Tensor]) -> torch.Tensor:
+           bias: Optional[torch.Tensor], relu: bool = False) -> torch.Tensor:
     """``F.linear(x, weight.flatten(1), bias)`` for a 2-D ``x`` (rows,
-    in_features). ``weight`` is the parameter itself ((out, in) or a 1x1
-    convolution's (out, in, 1, 1)): the packed copy is cached under it."""
+    in_features), followed by a ReLU if ``relu`` (fused into the product on
+    the packed path). ``weight`` is the parameter itself ((out, in) or a
+    1x1 convolution's (out, in, 1, 1)): the packed copy is cached under
+    it."""
     if uses_packed(x, weight):
         return torch.ops.mkldnn._linear_pointwise(
-            x, _packed(weight, x.shape[0]), bias, 'none', [], '')
+            x, _packed(weight, x.shape[0]), bias, 'relu' if relu else 'none',
+            [], '')
     weight = weight.flatten(1)
-    if bias is None:
-        return F.linear(x, weight)
-    return torch.addmm(bias, x, weight.t())
+    y = F.linear(x, weight) if bias is None else torch.addmm(
+        bias, x, weight.t())
+    return torch.relu(y) if relu else y
 
 
 def packed_count() -> int:
