@@ -265,3 +265,15 @@ def test_eager_inference_calls_the_kernel_directly(backend, monkeypatch):
     with torch.no_grad(), FlopCounterMode(display=False):
         selective_scan_bidirectional(*ins, backend=backend)
     assert calls == [1, 1]  # a dispatch mode sees the op
+
+
+def test_check_false_skips_the_argument_checks():
+    """SS2D builds its own arguments (A = -exp(A_logs)) and skips the
+    checks; the public default keeps them."""
+    u, delta, A, B, C, D, bias = make_bi_inputs(1, 4, 6, 1)
+    positive = A.abs() + 0.1
+    with pytest.raises(ValueError, match='A must be <= 0'):
+        selective_scan_bidirectional(u, delta, positive, B, C, D, bias)
+    y = selective_scan_bidirectional(u, delta, A, B, C, D, bias, check=False)
+    torch.testing.assert_close(
+        y, selective_scan_bidirectional(u, delta, A, B, C, D, bias))

@@ -125,8 +125,8 @@ def selective_scan_bidirectional(u: torch.Tensor,
                                  delta_bias: Optional[torch.Tensor] = None,
                                  delta_softplus: bool = True,
                                  *,
-                                 backend: Optional[str] = None
-                                 ) -> torch.Tensor:
+                                 backend: Optional[str] = None,
+                                 check: bool = True) -> torch.Tensor:
     """The two-direction scan of SS2D, all tensors in raster order.
 
     Direction 0 scans t = 0 .. L-1, direction 1 scans t = L-1 .. 0 with its
@@ -143,10 +143,23 @@ def selective_scan_bidirectional(u: torch.Tensor,
         delta_bias (Tensor, optional): (2 * dim,). Defaults to None.
         delta_softplus (bool): Defaults to True.
         backend (str, optional): As in :func:`selective_scan`.
+        check (bool): Check shapes and A <= 0. False is for callers that
+            build the arguments themselves (SS2D: A = -exp(A_logs)); at
+            batch 1 the checks cost as much as the compiled scan.
+            Defaults to True.
 
     Returns:
         Tensor: (batch, dim, L) in u's dtype.
     """
+    if check:
+        _check_bidirectional(u, delta, A, B, C, D, delta_bias)
+    options = ('n_state>1', ) if A.shape[1] > 1 else ()
+    record = resolve(backend, u.device, options)
+    return _run(record, 'two_direction', backend is not None, u, delta, A, B,
+                C, D, delta_bias, delta_softplus)
+
+
+def _check_bidirectional(u, delta, A, B, C, D, delta_bias) -> None:
     if u.dim() != 3:
         raise ValueError(f'u must be (batch, dim, L), got {tuple(u.shape)}')
     batch, dim, length = u.shape
@@ -170,10 +183,6 @@ def selective_scan_bidirectional(u: torch.Tensor,
     if _can_inspect_values() and bool((A[dim:] > 0).any()):
         raise ValueError('A must be <= 0 (decaying state); direction 1 has a '
                          'positive entry')
-    options = ('n_state>1', ) if A.shape[1] > 1 else ()
-    record = resolve(backend, u.device, options)
-    return _run(record, 'two_direction', backend is not None, u, delta, A, B,
-                C, D, delta_bias, delta_softplus)
 
 
 def _run(record, form: str, explicit: bool, *args):
