@@ -201,6 +201,10 @@ def add_lora(module: nn.Module, tensor: str, rank: int,
     g, out, inp = matrix_view(module, tensor)
     update = LoRAUpdate(tuple(weight.shape), g, out, inp, rank, alpha,
                         dtype=weight.dtype, device=weight.device)
+    if not parametrize.is_parametrized(module):
+        # merge_lora puts the parameters back in this order (state-dict keys
+        # in the base model's order)
+        module._lora_param_order = list(module._parameters)
     # unsafe=True: the update keeps shape and dtype, so skip torch's
     # consistency forward at registration
     parametrize.register_parametrization(module, tensor, update, unsafe=True)

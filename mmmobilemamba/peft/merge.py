@@ -81,3 +81,10 @@ def _unparametrize(module: nn.Module, values: dict) -> None:
     for name, original in originals.items():
         original.data.copy_(values[name])
         module.register_parameter(name, original)
+    order = module.__dict__.pop('_lora_param_order', None)
+    if order is not None:
+        params = module._parameters
+        rank = {name: i for i, name in enumerate(order)}
+        items = sorted(params.items(), key=lambda kv: rank.get(kv[0], 1e9))
+        params.clear()
+        params.update(items)
