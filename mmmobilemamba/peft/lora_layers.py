@@ -29,7 +29,7 @@ target                                 matrices
 Depthwise (and other grouped) convolutions are refused: each channel owns
 one k x k filter, there is no channel-mixing matrix to factor, and in T2
 all depthwise kernels together are 1.8 % of the parameters, so training
-them in full (``trainable`` in :class:`~mmmobilemamba.peft.LoRAModel`)
+them in full (``trainable`` in :class:`~mmmobilemamba.peft.MobileMambaLoRA`)
 costs less than an adapter would save.
 """
 import math

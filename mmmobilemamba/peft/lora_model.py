@@ -109,6 +109,9 @@ class MobileMambaLoRA(BaseModule):
             parameters (and update BatchNorm statistics). Defaults to False.
         train_scan_params (bool): Also train SS2D's ``A_logs``, ``Ds`` and
             ``dt_proj_bias``. Defaults to False.
+        data_preprocessor (dict, optional): The config's top-level data
+            preprocessor, which the Runner passes to the model it builds;
+            it goes to ``module`` unless that has its own. Defaults to None.
         init_cfg (dict, optional): Unused (the wrapped module initialises
             itself); kept for the BaseModule interface. Defaults to None.
 
@@ -131,6 +134,7 @@ class MobileMambaLoRA(BaseModule):
                  trainable: Sequence[str] = (),
                  train_norms: bool = False,
                  train_scan_params: bool = False,
+                 data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         # None: alpha = rank of each target (scale 1 whatever the rank)
@@ -149,6 +153,11 @@ class MobileMambaLoRA(BaseModule):
             trainable = (trainable, )
         if isinstance(module, dict):
             from mmengine.registry import MODELS
+            if data_preprocessor is not None:
+                # the Runner hands the config's top-level data_preprocessor
+                # to the model it builds; it belongs to the wrapped one
+                module = dict(module)
+                module.setdefault('data_preprocessor', data_preprocessor)
             module = MODELS.build(module)
             if hasattr(module, 'init_weights'):
                 # the base weights (init_cfg) go in before the adapters, and

@@ -43,8 +43,8 @@ def merge_lora(model: nn.Module) -> nn.Module:
     inner = model.model if isinstance(model, MobileMambaLoRA) else model
     found = list(iter_lora(inner))
     if not found:
-        raise ValueError(f'{type(inner).__name__} has no LoRA adapter to merge '
-                         '(merged already, or not a LoRA model)')
+        raise ValueError(f'{type(inner).__name__} has no LoRA adapter to '
+                         'merge (merged already, or not a LoRA model)')
     per_module = {}
     with torch.no_grad():
         for _, module, tensor, _ in found:

@@ -161,11 +161,15 @@ def test_builds_from_a_config_through_the_registry():
             neck=dict(type='GlobalAveragePooling'),
             head=dict(type='BNLinearClsHead', num_classes=3,
                       in_channels=80)),
-        targets=[dict(type='pw2')], trainable=['head'])
+        targets=[dict(type='pw2')], trainable=['head'],
+        # what the Runner adds: the config's top-level data_preprocessor
+        data_preprocessor=dict(num_classes=3, mean=[1., 2., 3.],
+                               std=[4., 5., 6.]))
     with DefaultScope.overwrite_default_scope('mmpretrain'):
         model = MODELS.build(cfg)
     assert isinstance(model, MobileMambaLoRA)
     assert all(n.endswith('pw2.conv.weight') for n in model.adapted)
     # the wrapped model's attributes and steps are the wrapper's
     assert model.backbone is model.model.backbone
-    assert callable(model.train_step) and model.data_preprocessor is not None
+    assert callable(model.train_step)
+    assert model.data_preprocessor.mean.flatten().tolist() == [1., 2., 3.]

@@ -13,13 +13,16 @@ _base_ = '../digits/mobilemamba-t2_1xb32_digits-32px.py'
 # The source backbone; another one: --cfg-options
 # model.backbone.init_cfg.checkpoint=PATH (LoRA configs:
 # model.module.backbone.init_cfg.checkpoint=PATH)
-pretrained = 'work_dirs/peft/shapes_t2/epoch_6.pth'
+pretrained = 'work_dirs/peft/shapes_t2/epoch_12.pth'
 data_root = 'data/peft/digits32'
 
 model = dict(
     backbone=dict(
         init_cfg=dict(
-            type='Pretrained', checkpoint=pretrained, prefix='backbone.')))
+            _delete_=True,  # the base config's is None
+            type='Pretrained',
+            checkpoint=pretrained,
+            prefix='backbone.')))
 train_dataloader = dict(dataset=dict(data_root=data_root))
 val_dataloader = dict(dataset=dict(data_root=data_root))
 test_dataloader = val_dataloader

@@ -6,7 +6,7 @@
 #         --train-per-class 300 --val-per-class 50
 # Its checkpoint is the backbone the PEFT configs of this folder start from.
 # The digits proof-of-learning recipe (../digits/) with the data, the class
-# names, horizontal flips (a mirrored shape is that shape) and a 6-epoch
+# names, horizontal flips (a mirrored shape is that shape) and a 12-epoch
 # schedule changed.
 _base_ = '../digits/mobilemamba-t2_1xb32_digits-32px.py'
 
@@ -30,4 +30,4 @@ train_dataloader = dict(
         data_root=data_root, metainfo=metainfo, pipeline=train_pipeline))
 val_dataloader = dict(dataset=dict(data_root=data_root, metainfo=metainfo))
 test_dataloader = val_dataloader
-train_cfg = dict(max_epochs=6, val_interval=6)
+train_cfg = dict(max_epochs=12, val_interval=6)
