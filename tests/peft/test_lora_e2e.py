@@ -9,6 +9,8 @@ import re
 import pytest
 import torch
 
+from mmmobilemamba.checkpoint import load_checkpoint_file
+
 from ..helpers import REPO, run_tool
 
 pytest.importorskip('mmpretrain')
@@ -17,7 +19,15 @@ LORA = osp.join(REPO, 'configs', 'mobilemamba', 'peft',
                 'mobilemamba-t2-lora_1xb32_digits-32px.py')
 RETINA = osp.join(REPO, 'configs', 'retinanet_mobilemamba_b1_lora.py')
 TINY = dict(embed_dims=(32, 48, 80), depths=(1, 1, 1))
-TINY_OPT = 'dict(embed_dims=(32,48,80),depths=(1,1,1))'
+# the LoRA config on a tiny T2-shaped backbone (an arch dict does not pass
+# through --cfg-options)
+TINY_CONFIG = '''_base_ = [{base!r}]
+model = dict(module=dict(
+    backbone=dict(
+        arch=dict(_delete_=True, embed_dims=(32, 48, 80), depths=(1, 1, 1)),
+        init_cfg=dict(checkpoint={ckpt!r})),
+    head=dict(in_channels=80)))
+'''
 
 
 @pytest.fixture(scope='module')
@@ -46,11 +56,16 @@ def base_ckpt(tmp_path_factory):
     return path
 
 
-def _opts(root, ckpt, prefix='model.module.'):
+@pytest.fixture(scope='module')
+def lora_config(base_ckpt, tmp_path_factory):
+    path = tmp_path_factory.mktemp('cfg') / 'lora_tiny.py'
+    path.write_text(TINY_CONFIG.format(base=LORA, ckpt=base_ckpt))
+    return str(path)
+
+
+def _opts(root):
     opts = [
-        f'{prefix}backbone.arch={TINY_OPT}',
-        f'{prefix}head.in_channels=80',
-        f'{prefix}backbone.init_cfg.checkpoint={ckpt}',
+        'model.targets.1.rank=2',  # the tiny SS2Ds' dt rank is 2 and 3
         'train_cfg.max_epochs=2', 'train_cfg.val_interval=2',
         'default_hooks.logger.interval=1',
     ]
@@ -69,15 +84,15 @@ def _top1(out):
 
 
 @pytest.mark.slow
-def test_lora_train_test_merge_fuse(digits_root, base_ckpt, tmp_path):
+def test_lora_train_test_merge_fuse(digits_root, base_ckpt, lora_config,
+                                    tmp_path):
     work = str(tmp_path / 'work')
-    opts = _opts(digits_root, base_ckpt)
-    out = run_tool('tools/train.py', LORA, '--work-dir', work,
+    opts = _opts(digits_root)
+    out = run_tool('tools/train.py', lora_config, '--work-dir', work,
                    '--cfg-options', *opts)
     assert 'MobileMambaLoRA: 39 adapted tensors' in out, out[-3000:]
     ckpt = osp.join(work, 'epoch_2.pth')
-    state = torch.load(ckpt, map_location='cpu',
-                       weights_only=True)['state_dict']
+    state = load_checkpoint_file(ckpt, 'cpu')['state_dict']
     base = torch.load(base_ckpt, map_location='cpu',
                       weights_only=True)['state_dict']
     # adapter-only: LoRA factors, the head, the base fingerprint
@@ -87,18 +102,18 @@ def test_lora_train_test_merge_fuse(digits_root, base_ckpt, tmp_path):
     # the head trained, everything else of the base is not in the file
     assert not torch.equal(state['head.fc.weight'], base['head.fc.weight'])
 
-    out = run_tool('tools/test.py', LORA, ckpt, '--work-dir',
+    out = run_tool('tools/test.py', lora_config, ckpt, '--work-dir',
                    str(tmp_path / 'test'), '--cfg-options', *opts)
     lora_top1 = _top1(out)
 
     merged = str(tmp_path / 'merged.pth')
     plain_cfg = str(tmp_path / 'merged_config.py')
-    out = run_tool('tools/model_converters/merge_lora.py', LORA, ckpt, merged,
+    out = run_tool('tools/model_converters/merge_lora.py', lora_config, ckpt,
+                   merged,
                    '--out-config', plain_cfg, '--cfg-options', *opts)
     diff = float(re.search(r'max relative difference (\S+)', out).group(1))
     assert diff <= 1e-5
-    merged_state = torch.load(merged, map_location='cpu',
-                              weights_only=True)['state_dict']
+    merged_state = load_checkpoint_file(merged, 'cpu')['state_dict']
     assert list(merged_state) == list(base)  # the plain model's keys
     # the backbone changed by the adapters' updates, exactly where they are
     changed = {k for k in base if k.startswith('backbone.') and
@@ -117,8 +132,8 @@ def test_lora_train_test_merge_fuse(digits_root, base_ckpt, tmp_path):
     out = run_tool('tools/deployment/fuse_bn.py', plain_cfg, merged, fused,
                    '--check-size', '32', '32')
     assert osp.isfile(fused), out
-    code, out = run_tool('tools/deployment/fuse_bn.py', LORA, ckpt, fused,
-                         check=False)
+    code, out = run_tool('tools/deployment/fuse_bn.py', lora_config, ckpt,
+                         fused, check=False)
     assert code == 1 and 'merge_lora.py' in out
 
 
@@ -130,10 +145,11 @@ def test_retinanet_lora_config_builds_on_a_backbone_checkpoint(base_ckpt):
     from mmdet.registry import MODELS
     cfg = Config.fromfile(RETINA)
     cfg.merge_from_dict({
-        'model.module.backbone.arch': TINY,
+        'model.module.backbone.arch': dict(TINY, _delete_=True),
         'model.module.backbone.init_cfg.checkpoint': base_ckpt,
         'model.module.neck.in_channels': [32, 48, 80],
     })
+    cfg.model.targets[1].rank = 2  # the tiny SS2Ds' dt rank is 2 and 3
     with DefaultScope.overwrite_default_scope('mmdet'):
         model = MODELS.build(cfg.model)
     base = torch.load(base_ckpt, map_location='cpu',

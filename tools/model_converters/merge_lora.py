@@ -82,7 +82,10 @@ def main(argv=None) -> int:
         return 1
     init_default_scope(cfg.get('default_scope', 'mmpretrain'))
     with trust_checkpoints(args.trust_checkpoint):
-        model = MODELS.build(cfg.model)  # the base weights, via init_cfg
+        # a copy: building changes some entries in place (mmpretrain appends
+        # the no-augmentation probability to train_cfg.probs), and cfg is
+        # dumped as the plain config below
+        model = MODELS.build(copy.deepcopy(cfg.model))  # base via init_cfg
         load_lora_checkpoint(model, args.checkpoint, strict=True)
         checkpoint = load_checkpoint_file(args.checkpoint, 'cpu')
     model.eval()
