@@ -33,10 +33,10 @@ model = dict(module=dict(
 @pytest.fixture(scope='module')
 def digits_root(tmp_path_factory):
     pytest.importorskip('sklearn')
+    from mmmobilemamba.data_gen import make_imagenet_folder
     root = str(tmp_path_factory.mktemp('digits'))
-    run_tool('tools/dataset_converters/make_imagenet_folder.py', root,
-             '--source', 'digits', '--size', '32', '--train-per-class', '2',
-             '--val-per-class', '1')
+    # what tools/dataset_converters/make_imagenet_folder.py writes
+    make_imagenet_folder(root, 2, 1, 32, seed=0, source='digits')
     return root
 
 
@@ -85,7 +85,7 @@ def _top1(out):
 
 @pytest.mark.slow
 def test_lora_train_test_merge_fuse(digits_root, base_ckpt, lora_config,
-                                    tmp_path):
+                                    tmp_path, capsys):
     work = str(tmp_path / 'work')
     opts = _opts(digits_root)
     out = run_tool('tools/train.py', lora_config, '--work-dir', work,
@@ -128,13 +128,25 @@ def test_lora_train_test_merge_fuse(digits_root, base_ckpt, lora_config,
     assert _top1(out) == lora_top1
 
     # and fuses like any plain checkpoint; the LoRA config itself is refused
+    # (in this process: the tool's import is what a subprocess would cost)
+    fuse_tool = _load_tool('tools/deployment/fuse_bn.py')
     fused = str(tmp_path / 'fused.pth')
-    out = run_tool('tools/deployment/fuse_bn.py', plain_cfg, merged, fused,
-                   '--check-size', '32', '32')
-    assert osp.isfile(fused), out
-    code, out = run_tool('tools/deployment/fuse_bn.py', lora_config, ckpt,
-                         fused, check=False)
-    assert code == 1 and 'merge_lora.py' in out
+    assert fuse_tool.main([plain_cfg, merged, fused, '--check-size', '32',
+                           '32']) == 0
+    assert osp.isfile(fused)
+    refused = str(tmp_path / 'refused.pth')
+    assert fuse_tool.main([lora_config, ckpt, refused]) == 1
+    assert 'merge_lora.py' in capsys.readouterr().err
+    assert not osp.exists(refused)
+
+
+def _load_tool(path):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        osp.splitext(osp.basename(path))[0], osp.join(REPO, path))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def test_retinanet_lora_config_builds_on_a_backbone_checkpoint(base_ckpt):
