@@ -138,6 +138,9 @@ def test_lora_train_test_merge_fuse(digits_root, base_ckpt, lora_config,
     assert fuse_tool.main([lora_config, ckpt, refused]) == 1
     assert 'merge_lora.py' in capsys.readouterr().err
     assert not osp.exists(refused)
+    export_tool = _load_tool('tools/deployment/export_onnx.py')
+    assert export_tool.main([lora_config, ckpt, str(tmp_path / 'x.onnx')]) == 1
+    assert 'merge_lora.py' in capsys.readouterr().err
 
 
 def _load_tool(path):
