@@ -175,6 +175,9 @@ class MobileMambaLoRA(BaseModule):
 
         self.adapted = self._apply_targets()
         self._set_trainable()
+        # fixed now: a deep copy with everything frozen (mmengine's EMA
+        # model) must keep the same state-dict keys
+        self._state_keys = frozenset(self._find_trained_state_keys())
         self.register_buffer(FINGERPRINT_KEY, self.base_fingerprint(),
                              persistent=False)
         self._register_hooks()
@@ -291,8 +294,12 @@ class MobileMambaLoRA(BaseModule):
 
     def trained_state_keys(self) -> Set[str]:
         """State-dict keys (the wrapped model's names) that the LoRA
-        checkpoint holds: trained parameters and the buffers of modules that
-        have trained parameters."""
+        checkpoint holds: the parameters that train and the buffers of the
+        modules that own them (e.g. BatchNorm statistics), as set at
+        construction."""
+        return set(self._state_keys)
+
+    def _find_trained_state_keys(self) -> Set[str]:
         keys = set()
         for mname, module in self.model.named_modules():
             own = list(module.named_parameters(recurse=False))

@@ -173,3 +173,28 @@ def test_builds_from_a_config_through_the_registry():
     assert model.backbone is model.model.backbone
     assert callable(model.train_step)
     assert model.data_preprocessor.mean.flatten().tolist() == [1., 2., 3.]
+
+
+def test_ema_averages_what_trains():
+    # mmengine's EMA (EMAHook) deep-copies the model and averages its
+    # state dict: here the trained tensors, under the same keys
+    from mmengine.model import ExponentialMovingAverage
+    model = lora()
+    ema = ExponentialMovingAverage(model, momentum=0.5, update_buffers=True)
+    key = next(k for k in model.state_dict() if k.endswith('lora_B'))
+    before = ema.module.state_dict()[key].clone()
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name.endswith('lora_B'):
+                param.fill_(1.)
+    ema.update_parameters(model)  # the first update copies
+    ema.update_parameters(model)
+    after = ema.module.state_dict()[key]
+    assert torch.equal(before, torch.zeros_like(before))
+    assert torch.allclose(after, torch.ones_like(after))
+    x = torch.rand(1, 3, 32, 32)
+    model.eval(), ema.module.eval()
+    assert torch.allclose(ema.module(x, mode='tensor'), model(x, mode='tensor'))
+    state = ema.state_dict()
+    assert f'module.{key}' in state and 'module.backbone.stem' not in str(
+        [k for k in state if 'running' in k])
