@@ -79,7 +79,11 @@ def _unparametrize(module: nn.Module, values: dict) -> None:
     # torch derives Parametrized<Class> from the module's own class
     module.__class__ = module.__class__.__bases__[0]
     for name, original in originals.items():
-        original.data.copy_(values[name])
+        with torch.no_grad():
+            # an in-place copy bumps the tensor's version, so anything
+            # cached by (tensor, version) (e.g. a packed deploy weight) is
+            # recomputed
+            original.copy_(values[name])
         module.register_parameter(name, original)
     order = module.__dict__.pop('_lora_param_order', None)
     if order is not None:
