@@ -63,10 +63,10 @@ def lora_config(base_ckpt, tmp_path_factory):
     return str(path)
 
 
-def _opts(root):
+def _opts(root, epochs=2):
     opts = [
         'model.targets.1.rank=2',  # the tiny SS2Ds' dt rank is 2 and 3
-        'train_cfg.max_epochs=2', 'train_cfg.val_interval=2',
+        f'train_cfg.max_epochs={epochs}', 'train_cfg.val_interval=3',
         'default_hooks.logger.interval=1',
     ]
     for split in ('train', 'val', 'test'):
@@ -87,11 +87,15 @@ def _top1(out):
 def test_lora_train_test_merge_fuse(digits_root, base_ckpt, lora_config,
                                     tmp_path, capsys):
     work = str(tmp_path / 'work')
-    opts = _opts(digits_root)
     out = run_tool('tools/train.py', lora_config, '--work-dir', work,
-                   '--cfg-options', *opts)
+                   '--cfg-options', *_opts(digits_root, epochs=2))
     assert 'MobileMambaLoRA: 39 adapted tensors' in out, out[-3000:]
-    ckpt = osp.join(work, 'epoch_2.pth')
+    # resumes from the adapter-only checkpoint (optimizer state included)
+    opts = _opts(digits_root, epochs=3)
+    out = run_tool('tools/train.py', lora_config, '--work-dir', work,
+                   '--resume', '--cfg-options', *opts)
+    assert 'resumed epoch: 2' in out, out[-3000:]
+    ckpt = osp.join(work, 'epoch_3.pth')
     state = load_checkpoint_file(ckpt, 'cpu')['state_dict']
     base = torch.load(base_ckpt, map_location='cpu',
                       weights_only=True)['state_dict']
