@@ -10,11 +10,11 @@
 """
 from .lora_checkpoint import load_lora_checkpoint, save_lora_checkpoint
 from .lora_layers import LoRAUpdate, add_lora, get_lora, iter_lora
-from .lora_model import MobileMambaLoRA, is_lora_model, lora_summary
+from .lora_model import MobileMambaLoRA
 from .merge import merge_lora
 
 __all__ = [
     'LoRAUpdate', 'add_lora', 'get_lora', 'iter_lora', 'MobileMambaLoRA',
-    'is_lora_model', 'lora_summary', 'merge_lora', 'save_lora_checkpoint',
+    'merge_lora', 'save_lora_checkpoint',
     'load_lora_checkpoint'
 ]

@@ -19,7 +19,7 @@ from mmengine.model import BaseModule
 
 from ..models.ss2d import SS2D
 from .lora_layers import (SS2D_PROJECTIONS, add_lora, check_rank_alpha,
-                          get_lora, iter_lora, lora_tensors)
+                          lora_tensors)
 
 #: Keys a target dict may have.
 TARGET_KEYS = ('type', 'rank', 'alpha', 'drop_rate')
@@ -376,15 +376,6 @@ class MobileMambaLoRA(BaseModule):
                 f'train_scan_params={self.train_scan_params}')
 
 
-def is_lora_model(model: nn.Module) -> bool:
-    """Whether ``model`` is a MobileMambaLoRA (or a DDP-style wrapper of
-    one)."""
-    from mmengine.model import is_model_wrapper
-    if is_model_wrapper(model):
-        model = model.module
-    return isinstance(model, MobileMambaLoRA)
-
-
 def _save_trained_only(module: MobileMambaLoRA, state_dict, prefix: str,
                        local_metadata) -> None:
     """State-dict hook: keep the trained keys, named as in the base model
@@ -431,11 +422,4 @@ def _load_post_hook(module: MobileMambaLoRA, incompatible_keys) -> None:
             incompatible_keys.missing_keys.remove(key)
 
 
-def lora_summary(model: nn.Module) -> List[str]:
-    """One line per adapter: name, matrices, rank, alpha."""
-    return [f'{name}.{tensor}: {update.extra_repr()}'
-            for name, _, tensor, update in iter_lora(model)]
-
-
-__all__ = ['MobileMambaLoRA', 'is_lora_model', 'name_matches', 'lora_summary',
-           'get_lora']
+__all__ = ['MobileMambaLoRA', 'name_matches']
