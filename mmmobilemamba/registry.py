@@ -18,12 +18,17 @@ REGISTRATIONS: Dict[str, List[str]] = {
         'mmmobilemamba.models.backbones.mobilemamba:MobileMamba',
         'mmmobilemamba.models.heads.bn_linear_head:BNLinearClsHead',
         'mmmobilemamba.models.classifiers.kd_classifier:KDImageClassifier',
+        'mmmobilemamba.peft.lora_model:MobileMambaLoRA',
     ],
     'mmdet': [
         'mmmobilemamba.models.necks.deconv_fpn:DeconvFPN',
         'mmmobilemamba.models.backbones.mobilemamba:MobileMamba',
+        'mmmobilemamba.peft.lora_model:MobileMambaLoRA',
     ],
-    'mmseg': ['mmmobilemamba.models.backbones.mobilemamba:MobileMamba'],
+    'mmseg': [
+        'mmmobilemamba.models.backbones.mobilemamba:MobileMamba',
+        'mmmobilemamba.peft.lora_model:MobileMambaLoRA',
+    ],
 }
 
 # scope -> toolbox registry module

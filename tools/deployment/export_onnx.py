@@ -139,6 +139,11 @@ def build(args: argparse.Namespace):
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
+    if cfg.model.get('type') == 'MobileMambaLoRA':
+        raise ValueError(
+            f'{args.config} is a LoRA config; fold the adapters into the base '
+            'weights first (tools/model_converters/merge_lora.py CONFIG CKPT '
+            'OUT --out-config OUT.py) and export OUT with OUT.py')
     model_cfg = copy.deepcopy(cfg.model)
     model_cfg.pop('train_cfg', None)
     backbone_cfg = model_cfg.get('backbone')

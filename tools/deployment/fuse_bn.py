@@ -67,6 +67,12 @@ def main(argv=None) -> int:
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
     init_default_scope(cfg.get('default_scope', 'mmpretrain'))
+    if cfg.model.get('type') == 'MobileMambaLoRA':
+        print('error: a LoRA config; fold the adapters into the base weights '
+              'first (tools/model_converters/merge_lora.py CONFIG CHECKPOINT '
+              'OUT --out-config OUT.py), then fuse OUT with OUT.py',
+              file=sys.stderr)
+        return 1
     backbone_cfg = cfg.model.get('backbone')
     if backbone_cfg is not None and backbone_cfg.get('deploy'):
         print('error: the config already builds a fused backbone '
