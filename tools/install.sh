@@ -80,7 +80,7 @@ fi
 step "mmmobilemamba (editable)"
 pip_install -c "$CONSTRAINTS" --no-build-isolation --no-deps -e .
 
-step "verify: mmcv._ext, torchvision.ops.nms, mmpretrain/mmdet/mmseg, executorch, the compiled scan, registration"
+step "verify: mmcv._ext, torchvision.ops.nms, mmpretrain/mmdet/mmseg, executorch, the compiled CPU ops, registration"
 "$VPY" - <<'PYEOF'
 import torch, torchvision, mmcv, mmcv._ext, mmengine
 boxes = torch.tensor([[0., 0., 10., 10.], [1., 1., 10., 10.], [20., 20., 30., 30.]])
@@ -99,6 +99,13 @@ from mmmobilemamba.ops.selective_scan.cpp_scan import cpp_isa, cpp_status
 ok = cpp_status(torch.device("cpu"))
 assert ok is True, f"the compiled selective scan was not built: {ok}"
 print(f"compiled selective scan: {cpp_isa()} kernels")
+from mmmobilemamba.ops.depthwise_conv import depthwise_missing
+assert depthwise_missing() is None, depthwise_missing()
+x, w = torch.randn(1, 8, 5, 5), torch.randn(8, 1, 3, 3)
+torch.testing.assert_close(
+    torch.ops.mmmobilemamba.depthwise_conv2d(x, w, None, [1, 1], [1, 1]),
+    torch.nn.functional.conv2d(x, w, None, 1, 1, groups=8))
+print("compiled depthwise convolution: built")
 print(f"torch {torch.__version__}, torchvision {torchvision.__version__}, "
       f"mmengine {mmengine.__version__}, mmcv {mmcv.__version__} (ops compiled), "
       f"mmpretrain {mmpretrain.__version__}, mmdet {mmdet.__version__}, "
