@@ -45,8 +45,12 @@ def _packed(weight: torch.Tensor, rows: int) -> torch.Tensor:
 
 
 def uses_packed(x: torch.Tensor, weight: torch.Tensor) -> bool:
-    """Whether :func:`linear` takes the packed path for these tensors."""
-    return (_AVAILABLE and x.device.type == 'cpu'
+    """Whether :func:`linear` takes the packed path for these tensors. The
+    weight must be a stored parameter: a computed one (a LoRA
+    parametrization's) is new at every access and would be repacked every
+    call."""
+    return (_AVAILABLE and isinstance(weight, torch.nn.Parameter)
+            and x.device.type == 'cpu'
             and x.dtype == weight.dtype == torch.float32
             and eager_inference(x, weight))
 

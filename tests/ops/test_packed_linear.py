@@ -35,12 +35,13 @@ def test_equals_f_linear(rows, conv_shaped):
 
 @needs_onednn
 def test_repacks_after_the_weight_changes_and_frees_with_it():
-    weight = torch.randn(16, 8)
+    weight = torch.nn.Parameter(torch.randn(16, 8))
     x = torch.randn(3, 8)
     before = packed_count()
     with torch.inference_mode():
         first = linear(x, weight, None)
         assert packed_count() == before + 1
+        assert uses_packed(x, weight)
         weight.mul_(2)  # in place: the packed copy must follow
         torch.testing.assert_close(linear(x, weight, None), 2 * first)
     del weight
@@ -50,11 +51,13 @@ def test_repacks_after_the_weight_changes_and_frees_with_it():
 
 @needs_onednn
 def test_gradients_use_the_plain_product():
-    weight = torch.randn(6, 4, requires_grad=True)
+    weight = torch.nn.Parameter(torch.randn(6, 4))
     x = torch.randn(5, 4)
     assert not uses_packed(x, weight)
     linear(x, weight, None).sum().backward()
     torch.testing.assert_close(weight.grad, x.sum(0).expand(6, 4))
     with torch.no_grad():
         assert uses_packed(x, weight)
-    assert not uses_packed(x.double(), weight.double())
+        assert not uses_packed(x.double(), weight.double())
+        # a computed weight (e.g. a LoRA parametrization) is never packed
+        assert not uses_packed(x, weight * 1)
