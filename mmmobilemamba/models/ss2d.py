@@ -157,8 +157,10 @@ class SS2D(nn.Module):
         direction, which writes the (B, 2, d_inner, L) layout of the scan.
         The weight reshapes are constants that the exporter folds.
         """
-        b, d, h, w = x.shape
-        k, r, n = NUM_DIRECTIONS, self.dt_rank, self.d_state
+        b, _, h, w = x.shape
+        # The weights' shapes from the module, not from x: a tracer records
+        # x.shape as dynamic values, and ONNX needs static kernel shapes.
+        d, k, r, n = self.d_inner, NUM_DIRECTIONS, self.dt_rank, self.d_state
         wx = self.x_proj_weight  # (k, R + 2N, d)
         weight = torch.cat([wx[:, :r].reshape(k * r, d),
                             wx[:, r:r + n].reshape(k * n, d),
