@@ -71,7 +71,9 @@ def fold_constants(program):
     """Fold what depends on weights only (the reshaped or regrouped weights
     of the delegate forms, ``-exp(A_logs)``, ...) into constants: XNNPACK
     takes a convolution or linear layer only with constant weights.
-    Quantize/dequantize nodes are kept (ExecuTorch's pass skips them).
+    Quantize/dequantize nodes are kept, so int8 weights stay int8
+    (ExecuTorch's pass skips their edge-dialect forms only; this is the
+    ATen dialect).
 
     Args:
         program (ExportedProgram): ATen-dialect program, changed in place.
@@ -79,13 +81,17 @@ def fold_constants(program):
     Returns:
         ExportedProgram: ``program``.
     """
-    from executorch.exir.passes.constant_prop_pass import constant_prop_pass
+    from executorch.exir.operator.util import _QUANT_PRIMITIVES
+    from executorch.exir.passes.constant_prop_pass import (
+        constant_prop_pass, get_default_skip_targets_no_quant)
+    skip = set(get_default_skip_targets_no_quant()) | set(_QUANT_PRIMITIVES)
+    skip.add(torch.ops.aten.full.default)
     tensors = list(program.state_dict.values())
     tensors += list(program.constants.values())
     original = set(program.constants)
     storages = {t.untyped_storage().data_ptr() for t in tensors
                 if isinstance(t, torch.Tensor)}
-    program = constant_prop_pass(program)
+    program = constant_prop_pass(program, custom_skip_targets=skip)
     for name, tensor in list(program.constants.items()):
         if name in original or not isinstance(tensor, torch.Tensor):
             continue
