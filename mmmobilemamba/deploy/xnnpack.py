@@ -59,11 +59,53 @@ def export_program(module: nn.Module, example: torch.Tensor,
             converted = convert_pt2e(prepared)
             program = torch.export.export(converted, (example, ),
                                           strict=False)
+        program = fold_constants(program)
         edge = to_edge_transform_and_lower(
             program, partitioner=[XnnpackPartitioner()])
         # read before to_executorch, which rewrites the graph in place
         report = delegation(edge)
         return edge.to_executorch(), report
+
+
+def fold_constants(program):
+    """Fold what depends on weights only (the reshaped or regrouped weights
+    of the delegate forms, ``-exp(A_logs)``, ...) into constants: XNNPACK
+    takes a convolution or linear layer only with constant weights.
+    Quantize/dequantize nodes are kept, so int8 weights stay int8
+    (ExecuTorch's pass skips their edge-dialect forms only; this is the
+    ATen dialect).
+
+    Args:
+        program (ExportedProgram): ATen-dialect program, changed in place.
+
+    Returns:
+        ExportedProgram: ``program``.
+    """
+    from executorch.exir.operator.util import _QUANT_PRIMITIVES
+    from executorch.exir.passes.constant_prop_pass import (
+        constant_prop_pass, get_default_skip_targets_no_quant)
+    skip = set(get_default_skip_targets_no_quant()) | set(_QUANT_PRIMITIVES)
+    skip.add(torch.ops.aten.full.default)
+    tensors = list(program.state_dict.values())
+    tensors += list(program.constants.values())
+    original = set(program.constants)
+    storages = {t.untyped_storage().data_ptr() for t in tensors
+                if isinstance(t, torch.Tensor)}
+    program = constant_prop_pass(program, custom_skip_targets=skip)
+    for name, tensor in list(program.constants.items()):
+        if name in original or not isinstance(tensor, torch.Tensor):
+            continue
+        # A fold that returns (a view of) its input, such as a no-op
+        # ``.to()`` or ``flatten()``, yields a weight itself or a view of
+        # it: unlifting the program wants plain tensors with their own
+        # storage as constants.
+        ptr = tensor.untyped_storage().data_ptr()
+        tensor = tensor.detach()
+        if ptr in storages:
+            tensor = tensor.clone()
+        storages.add(ptr)
+        program.constants[name] = tensor
+    return program
 
 
 def _op_name(node) -> str:

@@ -19,7 +19,30 @@ import torch.nn.functional as F
 
 from mmmobilemamba.ops import packed_linear
 from mmmobilemamba.ops.depthwise_conv import use_compiled
+from mmmobilemamba.ops.export_forms import delegate_forms, export_target
 from .fusion import fold_bn_into_conv
+
+
+def layer_norm_over_channels(x: torch.Tensor,
+                             norm: nn.LayerNorm) -> torch.Tensor:
+    """``norm`` (a LayerNorm over C) applied to each position of a
+    (B, C, H, W) map, written in operators that XNNPACK takes.
+
+    XNNPACK has no LayerNorm, and its mean reduces the two innermost dims
+    of a 4-D tensor only: the map is viewed as (B, H*W, C, 1) and
+    normalised with mean, subtraction, multiplications and rsqrt (biased
+    variance, as ``nn.LayerNorm``).
+    """
+    b, c, h, w = x.shape
+    t = x.permute(0, 2, 3, 1).reshape(b, h * w, c, 1)
+    t = t - t.mean((2, 3), keepdim=True)
+    var = (t * t).mean((2, 3), keepdim=True)
+    t = t * torch.rsqrt(var + norm.eps)
+    if norm.weight is not None:
+        t = t * norm.weight.reshape(1, 1, c, 1)
+    if norm.bias is not None:
+        t = t + norm.bias.reshape(1, 1, c, 1)
+    return t.reshape(b, h, w, c).permute(0, 3, 1, 2)
 
 
 class ChannelAffine(nn.Module):
@@ -45,6 +68,9 @@ class ChannelAffine(nn.Module):
         self.bias = nn.Parameter(torch.zeros(channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if delegate_forms():  # addcmul lowers with a scalar outside XNNPACK
+            return x * self.weight.view(1, -1, 1, 1) + self.bias.view(
+                1, -1, 1, 1)
         return torch.addcmul(self.bias.view(1, -1, 1, 1), x,
                              self.weight.view(1, -1, 1, 1))
 
@@ -122,7 +148,7 @@ class PointwiseConv2d(nn.Conv2d):
     def forward(self, x: torch.Tensor, relu: bool = False) -> torch.Tensor:
         """The convolution, followed by a ReLU if ``relu`` (fused into the
         product where the packed path runs)."""
-        if torch.onnx.is_in_onnx_export() or torch.compiler.is_exporting():
+        if export_target() is not None:
             # onnxruntime runs a 1x1 Conv well; the product would add two
             # Transposes per layer to the graph (measured 11 % slower). In
             # torch.export (ExecuTorch) its channels-last views would mix
@@ -339,7 +365,9 @@ class SqueezeExcite(nn.Module):
         self.fc2 = nn.Conv2d(hidden, channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.deploy:
+        # A delegate takes the conv form (XNNPACK: global average pooling
+        # and 1x1 convs), not the reshaped weights of the linear one.
+        if self.deploy and not delegate_forms():
             gate = x.mean((2, 3))
             gate = packed_linear.linear(gate, self.fc1.weight, self.fc1.bias,
                                         relu=True)

@@ -17,6 +17,7 @@ from typing import Sequence, Union
 import torch
 import torch.nn as nn
 
+from mmmobilemamba.ops.export_forms import delegate_forms
 from .bricks import ConvBN
 from .channel_split import split_channels
 from .mk_deconv import MKDeConv
@@ -60,7 +61,13 @@ class MRFFI(nn.Module):
                            deploy=deploy)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x_global, x_local, x_identity = torch.split(x, list(self.split), dim=1)
+        if delegate_forms():  # slices: a delegate takes no split
+            cg, cl, _ = self.split
+            x_global, x_local, x_identity = (x[:, :cg], x[:, cg:cg + cl],
+                                             x[:, cg + cl:])
+        else:
+            x_global, x_local, x_identity = torch.split(
+                x, list(self.split), dim=1)
         parts = []
         if self.global_op is not None:
             parts.append(self.global_op(x_global))

@@ -17,10 +17,12 @@ from typing import Optional
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
+from mmmobilemamba.ops.export_forms import delegate_forms
 from mmmobilemamba.ops.selective_scan import (backend_table,
                                               selective_scan_bidirectional)
-from .bricks import ConvBN, DepthwiseConv2d
+from .bricks import ConvBN, DepthwiseConv2d, layer_norm_over_channels
 
 #: Number of scan directions (raster order and its reverse).
 NUM_DIRECTIONS = 2
@@ -124,6 +126,8 @@ class SS2D(nn.Module):
 
     def scan(self, x: torch.Tensor) -> torch.Tensor:
         """The selective scan of a (B, d_inner, H, W) map, same shape out."""
+        if delegate_forms():
+            return self._scan_delegate_form(x)
         b, d, h, w = x.shape
         u = x.flatten(2)  # (B, d_inner, L), raster order
         k, c = self.x_proj_weight.shape[:2]
@@ -143,7 +147,43 @@ class SS2D(nn.Module):
             delta_softplus=True, backend=self.scan_backend, check=False)
         return y.view(b, d, h, w)
 
+    def _scan_delegate_form(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`scan` in the operators a delegate takes (XNNPACK).
+
+        Both projections are 1x1 convolutions (XNNPACK takes no matrix
+        product with the weight on the left): the x projection with its
+        rows regrouped as (dt, B, C) of both directions, so that each part
+        is one slice; the dt projection as a convolution with one group per
+        direction, which writes the (B, 2, d_inner, L) layout of the scan.
+        The weight reshapes are constants that the exporter folds.
+        """
+        b, _, h, w = x.shape
+        # The weights' shapes from the module, not from x: a tracer records
+        # x.shape as dynamic values, and ONNX needs static kernel shapes.
+        d, k, r, n = self.d_inner, NUM_DIRECTIONS, self.dt_rank, self.d_state
+        wx = self.x_proj_weight  # (k, R + 2N, d)
+        weight = torch.cat([wx[:, :r].reshape(k * r, d),
+                            wx[:, r:r + n].reshape(k * n, d),
+                            wx[:, r + n:].reshape(k * n, d)])
+        x_dbl = F.conv2d(x, weight[:, :, None, None])
+        dts = F.conv2d(x_dbl[:, :k * r],
+                       self.dt_proj_weight.reshape(k * d, r, 1, 1), groups=k)
+        bs = x_dbl[:, k * r:k * (r + n)].reshape(b, k, n, h * w)
+        cs = x_dbl[:, k * (r + n):].reshape(b, k, n, h * w)
+        y = selective_scan_bidirectional(
+            x.reshape(b, d, h * w), dts.reshape(b, k, d, h * w),
+            -torch.exp(self.A_logs.float()), bs, cs, self.Ds.float(),
+            self.dt_proj_bias.flatten().float(), delta_softplus=True,
+            backend=self.scan_backend)
+        return y.reshape(b, d, h, w)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if delegate_forms():  # slices (a delegate takes no split)
+            xz = self.in_proj(x)
+            x, z = xz[:, :self.d_inner], xz[:, self.d_inner:]
+            x = self.act(self.dwconv(x))
+            y = layer_norm_over_channels(self.scan(x), self.out_norm)
+            return self.out_proj(y * self.act(z))
         x, z = self.in_proj(x).chunk(2, dim=1)
         x = self.act(self.dwconv(x))
         y = self.scan(x)

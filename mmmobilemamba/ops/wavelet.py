@@ -26,6 +26,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .export_forms import delegate_forms
+
 #: Sub-band names in channel order.
 HAAR_BANDS = ('LL', 'b1', 'b2', 'b3')
 
@@ -167,6 +169,35 @@ def haar_idwt2d_matmul(y: torch.Tensor,
     return x
 
 
+def haar_idwt2d_grouped(y: torch.Tensor,
+                        rec_mix_t: torch.Tensor,
+                        size: Optional[Sequence[int]] = None
+                        ) -> torch.Tensor:
+    """:func:`haar_idwt2d` as a grouped 1x1 convolution (the 4x4 synthesis
+    matrix, one group per channel) and a pixel-shuffle: the form a delegate
+    takes (XNNPACK has no transposed convolution, and the batched 4x4
+    product of :func:`haar_idwt2d_matmul` lowers with broadcast copies).
+    The crop is left out where it would take nothing.
+
+    Args:
+        y (Tensor): Sub-bands, (B, 4C, h, w).
+        rec_mix_t (Tensor): (4, 4) synthesis matrix, tap x band.
+        size (Sequence[int], optional): (H, W) to crop back to.
+
+    Returns:
+        Tensor: (B, C, H, W).
+    """
+    b, c4, h, w = y.shape
+    if c4 % 4:
+        raise ValueError(f'sub-band tensor must have 4 * C channels, got '
+                         f'{c4}')
+    weight = rec_mix_t.to(y.dtype).repeat(c4 // 4, 1).reshape(c4, 4, 1, 1)
+    x = F.pixel_shuffle(F.conv2d(y, weight, groups=c4 // 4), 2)
+    if size is not None and (size[0] < 2 * h or size[1] < 2 * w):
+        x = x[..., :size[0], :size[1]]
+    return x
+
+
 class HaarWavelet2d(nn.Module):
     """Holds the Haar filter bank of ``channels`` channels as buffers.
 
@@ -202,6 +233,8 @@ class HaarWavelet2d(nn.Module):
 
     def dwt(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> (B, 4C, ceil(H/2), ceil(W/2))."""
+        if delegate_forms():  # one strided grouped conv: a delegate's op
+            return haar_dwt2d(x, self.dec)
         if self.deploy:
             return haar_dwt2d_matmul(x, self.dec_mix)
         return haar_dwt2d(x, self.dec)
@@ -209,6 +242,8 @@ class HaarWavelet2d(nn.Module):
     def idwt(self, y: torch.Tensor,
              size: Optional[Sequence[int]] = None) -> torch.Tensor:
         """(B, 4C, h, w) -> (B, C, H, W), cropped to ``size`` if given."""
+        if delegate_forms():
+            return haar_idwt2d_grouped(y, self.rec_mix_t, size)
         if self.deploy:
             return haar_idwt2d_matmul(y, self.rec_mix_t, size)
         return haar_idwt2d(y, self.rec, size)

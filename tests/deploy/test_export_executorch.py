@@ -53,9 +53,10 @@ def test_fp32_classifier_non_square(checkpoint, tmp_path):
     assert f'input (1, 3, {H}, {W}), logits' in out
     match = re.search(r'worst difference ([\d.e+-]+)', out)
     assert match and float(match.group(1)) <= 1e-4, out[-3000:]
-    # the convolutions and matmuls are XNNPACK's; what stays out is listed
-    assert _delegated_share(out) > 0.5
-    assert 'left outside' in out
+    # the delegate forms leave no operator outside XNNPACK, in one piece
+    assert _delegated_share(out) == 1.0, out[-3000:]
+    assert 'left outside: none' in out
+    assert 'in 1 delegated subgraphs' in out
     # independently of the tool: the unfused PyTorch model
     x = torch.randn(1, 3, H, W, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():

@@ -140,3 +140,110 @@ def test_unfused_model_keeps_the_flop_convention_modules():
                    for m in model.modules())
     assert not any(m.deploy for m in model.modules()
                    if isinstance(m, (SqueezeExcite, HaarWavelet2d)))
+
+
+# --- delegate forms: what torch.export (ExecuTorch / XNNPACK) traces -------
+
+def _with_decays(model):
+    with torch.no_grad():  # A_logs start at 0: give the decays a spread
+        for name, p in model.named_parameters():
+            if name.endswith('A_logs'):
+                p.uniform_(-1., 1.5)
+    return model
+
+
+@pytest.mark.parametrize('batch,size', [(1, (97, 75)), (8, (67, 45)),
+                                        (1, (33, 32))])
+def test_delegate_forms_match_the_training_form(batch, size):
+    """The fused backbone traced for torch.export (its forms run eagerly
+    under ``forms_of``) against the unfused training form, default scan."""
+    from mmmobilemamba.models.ss2d import set_scan_backend
+    from mmmobilemamba.ops.export_forms import forms_of
+    model = _with_decays(_randomized_t2())
+    fused = fuse_bn(copy.deepcopy(model))
+    set_scan_backend(fused, 'export')
+    x = torch.rand(batch, 3, *size, generator=torch.Generator()
+                   .manual_seed(batch))
+    with torch.no_grad():
+        ref = model(x)
+        with forms_of('torch.export'):
+            got = fused(x)
+    for a, b in zip(got, ref):
+        assert a.shape == b.shape
+        assert rel_err(a, b) < TOL
+
+
+@pytest.mark.parametrize('d_state', [1, 3])
+@pytest.mark.parametrize('batch', [1, 8])
+def test_ss2d_delegate_form_matches_training_form(d_state, batch):
+    from mmmobilemamba.models.ss2d import SS2D
+    from mmmobilemamba.ops.export_forms import forms_of
+    torch.manual_seed(d_state)
+    m = _with_decays(randomize_norms(SS2D(24, d_state=d_state))).eval()
+    x = torch.randn(batch, 24, 7, 5)
+    with torch.no_grad():
+        ref = m(x)
+        m.scan_backend = 'export'
+        with forms_of('torch.export'):
+            got = m(x)
+    assert rel_err(got, ref) < TOL
+
+
+@pytest.mark.parametrize('size', [(7, 9), (6, 5), (1, 1)])
+def test_wavelet_grouped_form_matches_the_convolutions(size):
+    from mmmobilemamba.ops.export_forms import forms_of
+    x = torch.randn(2, 5, *size)
+    conv, fast = HaarWavelet2d(5), HaarWavelet2d(5, deploy=True)
+    bands = conv.dwt(x)
+    with forms_of('torch.export'):
+        assert rel_err(fast.dwt(x), bands) < 1e-6
+        assert rel_err(fast.idwt(bands, size), conv.idwt(bands, size)) < 1e-6
+
+
+def test_channel_affine_and_squeeze_excite_delegate_forms():
+    from mmmobilemamba.ops.export_forms import forms_of
+    torch.manual_seed(0)
+    x = torch.randn(2, 16, 3, 5)
+    se = SqueezeExcite(16).eval()
+    affine = randomize_norms(ConvBN(16, 16, 1, groups=16)).eval()
+    with torch.no_grad():
+        refs = se(x), affine(x)
+        se.switch_to_deploy()
+        affine.switch_to_deploy()
+        with forms_of('torch.export'):
+            got = se(x), affine(x)
+    for a, b in zip(got, refs):
+        assert rel_err(a, b) < TOL
+
+
+#: Operators XNNPACK does not take, which the delegate forms avoid.
+_NOT_DELEGATED = ('layer_norm', 'softplus', 'split', 'chunk', 'select',
+                  'sum', 'mm', 'addmm', 'addcmul', 'unsqueeze', 'expand',
+                  'log1p', 'where', 'gt', 'zeros_like', 'full_like',
+                  'convolution_backward', 'conv_transpose')
+
+
+@pytest.mark.parametrize('size', [(12, 10), (2, 2)])
+def test_exported_graph_uses_the_delegate_forms(size):
+    """torch.export of a fused MRFFI (SS2D, wavelet, local branch, split),
+    with the weight-only operators folded as the ExecuTorch route does: none
+    of the operators XNNPACK lacks is left; eager mode keeps the training
+    forms."""
+    pytest.importorskip('executorch')
+    from mmmobilemamba.deploy.xnnpack import fold_constants
+    from mmmobilemamba.models.mrffi import MRFFI
+    from mmmobilemamba.models.ss2d import set_scan_backend
+    from mmmobilemamba.ops.export_forms import delegate_forms
+    torch.manual_seed(0)
+    m = fuse_bn(randomize_norms(MRFFI(32, 3, 0.5, 0.25)))
+    set_scan_backend(m, 'export')
+    x = torch.randn(1, 32, *size)
+    assert not delegate_forms()
+    with torch.no_grad():
+        program = fold_constants(torch.export.export(m, (x, ), strict=False))
+        ref = m(x)
+        got = program.module()(x)
+    ops = {str(n.target).split('.')[1] for n in program.graph.nodes
+           if n.op == 'call_function'}
+    assert not ops & set(_NOT_DELEGATED), ops & set(_NOT_DELEGATED)
+    assert rel_err(got, ref) < TOL

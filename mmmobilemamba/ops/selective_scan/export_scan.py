@@ -31,6 +31,8 @@ from typing import Optional, Tuple, Union
 import torch
 import torch.nn.functional as F
 
+from ..export_forms import delegate_forms
+
 #: The formulation the 'export' backend uses: 'doubling' (default, the
 #: faster graph in onnxruntime) or 'chunked'.
 EXPORT_SCAN = 'doubling'
@@ -50,8 +52,10 @@ def doubling_scan(a: torch.Tensor, x: torch.Tensor,
         Tensor: The states h, shaped like ``x``.
     """
     length = x.shape[-1]
-    if length == 1:  # h_0 = a_0 * 0 + x_0: keeps a in the autograd graph
-        return x + a * torch.zeros_like(x)
+    if length == 1:  # h_0 = a_0 * 0 + x_0
+        if delegate_forms():  # zeros_like is no delegate's operator
+            return x
+        return x + a * torch.zeros_like(x)  # keeps a in the autograd graph
     offset = 1
     while offset < length:
         if reverse:
@@ -181,6 +185,64 @@ def selective_scan_export(
     return y
 
 
+def softplus_delegate_form(x: torch.Tensor) -> torch.Tensor:
+    """``softplus(x) = log(1 + exp(x))`` as ``relu(x) + log(1 + exp(-|x|))``.
+
+    Every piece is an XNNPACK operator (``F.softplus`` lowers to a
+    threshold branch, ``gt`` / ``log1p`` / ``where``, that XNNPACK does not
+    take). ``exp`` only sees arguments <= 0, so nothing overflows at any
+    |x|; the absolute error is that of ``1 + e`` rounded, at most 2^-24
+    (about 6e-8), which is what ``log`` instead of ``log1p`` costs where
+    ``exp(-|x|)`` is below the float32 epsilon.
+    """
+    return F.relu(x) + torch.log(torch.exp(-torch.abs(x)) + 1.)
+
+
+def _bidirectional_delegate_form(u, delta, A, B, C, D, delta_bias,
+                                 delta_softplus):
+    """:func:`selective_scan_bidirectional_export` in the operators that
+    XNNPACK takes (:func:`~mmmobilemamba.ops.export_forms.delegate_forms`):
+    4-D tensors while N = 1 (5-D otherwise), directions and states taken by
+    slices that keep their dimension (no ``select`` / ``unsqueeze`` /
+    ``expand`` copies), sums over the state and the directions written as
+    additions (XNNPACK has no ``sum``), softplus in
+    :func:`softplus_delegate_form`. Same contract and values."""
+    acc = torch.float64 if u.dtype == torch.float64 else torch.float32
+    batch, dim, length = u.shape
+    n_state = A.shape[-1]
+    uf = u.to(acc)
+    dt = delta.to(acc)  # (batch, 2, dim, L)
+    if delta_bias is not None:
+        dt = dt + delta_bias.to(acc).reshape(1, 2, dim, 1)
+    if delta_softplus:
+        dt = softplus_delegate_form(dt)
+    A, B, C = A.to(acc), B.to(acc), C.to(acc)  # B, C: (batch, 2, N, L)
+    dtu = dt * uf.reshape(batch, 1, dim, length)
+    if n_state == 1:  # the state axis dropped: (batch, 2, dim, L)
+        logs = dt * A.reshape(1, 2, dim, 1)
+        x = dtu * B
+    else:  # (batch, 2, dim, N, L)
+        logs = (dt.reshape(batch, 2, dim, 1, length) *
+                A.reshape(1, 2, dim, n_state, 1))
+        x = (dtu.reshape(batch, 2, dim, 1, length) *
+             B.reshape(batch, 2, 1, n_state, length))
+        C = C.reshape(batch, 2, 1, n_state, length)
+    h0 = doubling_scan(torch.exp(logs[:, :1]), x[:, :1])
+    h1 = doubling_scan(torch.exp(logs[:, 1:]), x[:, 1:], reverse=True)
+    hc = h0 * C[:, :1] + h1 * C[:, 1:]  # (batch, 1, dim[, N], L)
+    if n_state == 1:
+        y = hc.reshape(batch, dim, length)
+    else:
+        y = hc[:, :, :, :1]
+        for i in range(1, n_state):
+            y = y + hc[:, :, :, i:i + 1]
+        y = y.reshape(batch, dim, length)
+    if D is not None:  # both directions read the same u
+        D = D.to(acc)
+        y = y + (D[:dim] + D[dim:]).reshape(1, dim, 1) * uf
+    return y.to(u.dtype)
+
+
 def selective_scan_bidirectional_export(u: torch.Tensor,
                                         delta: torch.Tensor,
                                         A: torch.Tensor,
@@ -192,7 +254,12 @@ def selective_scan_bidirectional_export(u: torch.Tensor,
                                         delta_softplus: bool = True
                                         ) -> torch.Tensor:
     """The ``'export'`` backend of :func:`selective_scan_bidirectional`:
-    both directions in one set of ops, direction 1 scanned from the end."""
+    both directions in one set of ops, direction 1 scanned from the end.
+    While a delegate's graph is built (:func:`delegate_forms`), the
+    doubling scan is written in the operators the delegate takes."""
+    if delegate_forms() and EXPORT_SCAN == 'doubling':
+        return _bidirectional_delegate_form(u, delta, A, B, C, D, delta_bias,
+                                            delta_softplus)
     acc = torch.float64 if u.dtype == torch.float64 else torch.float32
     batch, dim, length = u.shape
     uf = u.to(acc)
