@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mmmobilemamba.ops.export_forms import delegate_forms, export_target
+from mmmobilemamba.ops.export_forms import delegate_forms
 from .fusion import fold_bn_into_conv
 
 
@@ -92,7 +92,7 @@ class PointwiseConv2d(nn.Conv2d):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if export_target() is not None:
+        if torch.onnx.is_in_onnx_export() or torch.compiler.is_exporting():
             # onnxruntime runs a 1x1 Conv well; the product would add two
             # Transposes per layer to the graph (measured 11 % slower). In
             # torch.export (ExecuTorch) its channels-last views would mix
