@@ -45,24 +45,43 @@ def export_program(module: nn.Module, example: torch.Tensor,
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import \
         XnnpackPartitioner
     from executorch.exir import to_edge_transform_and_lower
+    from mmmobilemamba.ops.export_forms import without_delegate_forms
     module = module.eval()
+    if calibration is not None:
+        # int8: the eager forms, unfolded. With the delegate forms the float
+        # SS2D projections of the quantized T2 stayed outside XNNPACK and
+        # its runtime refused the program (shape propagation failed).
+        with without_delegate_forms():
+            return _export_int8(module, example, calibration, float_types)
     with torch.no_grad():
         program = torch.export.export(module, (example, ), strict=False)
-        if calibration is not None:
-            from torchao.quantization.pt2e.quantize_pt2e import (convert_pt2e,
-                                                                 prepare_pt2e)
-            prepared = prepare_pt2e(program.module(),
-                                    _quantizer(float_types))
-            batch = example.shape[0]
-            for start in range(0, calibration.shape[0] - batch + 1, batch):
-                prepared(calibration[start:start + batch])
-            converted = convert_pt2e(prepared)
-            program = torch.export.export(converted, (example, ),
-                                          strict=False)
         program = fold_constants(program)
         edge = to_edge_transform_and_lower(
             program, partitioner=[XnnpackPartitioner()])
         # read before to_executorch, which rewrites the graph in place
+        report = delegation(edge)
+        return edge.to_executorch(), report
+
+
+def _export_int8(module, example, calibration, float_types):
+    """The int8 branch of :func:`export_program`."""
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import \
+        XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+    with torch.no_grad():
+        program = torch.export.export(module, (example, ), strict=False)
+        from torchao.quantization.pt2e.quantize_pt2e import (convert_pt2e,
+                                                             prepare_pt2e)
+        prepared = prepare_pt2e(program.module(),
+                                _quantizer(float_types))
+        batch = example.shape[0]
+        for start in range(0, calibration.shape[0] - batch + 1, batch):
+            prepared(calibration[start:start + batch])
+        converted = convert_pt2e(prepared)
+        program = torch.export.export(converted, (example, ),
+                                      strict=False)
+        edge = to_edge_transform_and_lower(
+            program, partitioner=[XnnpackPartitioner()])
         report = delegation(edge)
         return edge.to_executorch(), report
 

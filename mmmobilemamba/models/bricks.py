@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from mmmobilemamba.ops import packed_linear
 from mmmobilemamba.ops.depthwise_conv import use_compiled
-from mmmobilemamba.ops.export_forms import delegate_forms, export_target
+from mmmobilemamba.ops.export_forms import delegate_forms
 from .fusion import fold_bn_into_conv
 
 
@@ -148,7 +148,7 @@ class PointwiseConv2d(nn.Conv2d):
     def forward(self, x: torch.Tensor, relu: bool = False) -> torch.Tensor:
         """The convolution, followed by a ReLU if ``relu`` (fused into the
         product where the packed path runs)."""
-        if export_target() is not None:
+        if torch.onnx.is_in_onnx_export() or torch.compiler.is_exporting():
             # onnxruntime runs a 1x1 Conv well; the product would add two
             # Transposes per layer to the graph (measured 11 % slower). In
             # torch.export (ExecuTorch) its channels-last views would mix

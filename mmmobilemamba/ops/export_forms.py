@@ -42,9 +42,24 @@ def export_target() -> Optional[str]:
     return None
 
 
+_disabled = False
+
+
 def delegate_forms() -> bool:
     """Whether the graph being built should use the delegate forms."""
-    return export_target() in DELEGATE_FORM_TARGETS
+    return not _disabled and export_target() in DELEGATE_FORM_TARGETS
+
+
+@contextlib.contextmanager
+def without_delegate_forms() -> Iterator[None]:
+    """Trace with the eager forms (the int8 ExecuTorch route uses it: see
+    :func:`mmmobilemamba.deploy.xnnpack.export_program`)."""
+    global _disabled
+    previous, _disabled = _disabled, True
+    try:
+        yield
+    finally:
+        _disabled = previous
 
 
 @contextlib.contextmanager
