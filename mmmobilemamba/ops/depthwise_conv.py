@@ -32,6 +32,10 @@ except ImportError as e:  # not built: F.conv2d everywhere
 #: ~30 us of set-up per call dominates small maps; above it oneDNN's
 #: blocked kernels win (docs/benchmarks/speed.md#depthwise).
 MAX_COMPILED_WORK = 1 << 19
+#: Largest kernel side given to the compiled kernel: at 7x7 its per-tap
+#: loop loses to oneDNN even on small maps (T2's 28-channel 12x12 map:
+#: 49 against 41 us).
+MAX_COMPILED_KERNEL = 5
 
 if _MISSING is None:
 
@@ -55,7 +59,8 @@ def use_compiled(x: torch.Tensor, weight: torch.Tensor,
                  dilation: Tuple[int, int]) -> bool:
     """Whether :func:`depthwise_conv2d` takes the compiled kernel for this
     call: built, float32 on the CPU, no gradient needed, no tracer, dilation
-    1 and at most :data:`MAX_COMPILED_WORK` multiply-adds."""
+    1, a kernel side of at most :data:`MAX_COMPILED_KERNEL` and at most
+    :data:`MAX_COMPILED_WORK` multiply-adds."""
     if _MISSING is not None or x.device.type != 'cpu' or \
             x.dtype != torch.float32 or weight.dtype != torch.float32 or \
             tuple(dilation) != (1, 1):
@@ -65,6 +70,8 @@ def use_compiled(x: torch.Tensor, weight: torch.Tensor,
     if x.dim() != 4 or x.shape[1] != weight.shape[0]:
         return False  # F.conv2d names the problem
     kh, kw = weight.shape[-2:]
+    if max(kh, kw) > MAX_COMPILED_KERNEL:
+        return False
     oh = (x.shape[2] + 2 * padding[0] - kh) // stride[0] + 1
     ow = (x.shape[3] + 2 * padding[1] - kw) // stride[1] + 1
     return x.shape[0] * oh * ow * x.shape[1] * kh * kw <= MAX_COMPILED_WORK

@@ -103,6 +103,8 @@ def test_when_the_compiled_kernel_is_used():
         assert use_compiled(x, weight, *args)
         assert not use_compiled(x.double(), weight.double(), *args)
         assert not use_compiled(x[:, :8], weight, *args)  # wrong channels
+        assert not use_compiled(x, torch.randn(64, 1, 7, 7), (1, 1), (3, 3),
+                                (1, 1))  # 7x7: oneDNN is faster
         assert not use_compiled(x, weight, (1, 1), (1, 1), (2, 2))
         big = torch.randn(1, 64, 64, 64)
         assert 64 * 64 * 64 * 9 > MAX_COMPILED_WORK

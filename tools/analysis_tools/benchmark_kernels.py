@@ -93,8 +93,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         torch.set_num_threads(args.threads)
     from mmmobilemamba.models.fusion import fuse_bn
     from mmmobilemamba.ops import packed_linear
-    from mmmobilemamba.ops.depthwise_conv import (MAX_COMPILED_WORK,
-                                                  depthwise_missing)
+    from mmmobilemamba.ops.depthwise_conv import (MAX_COMPILED_KERNEL,
+                                                  MAX_COMPILED_WORK,
+                                                  depthwise_missing,
+                                                  use_compiled)
     if depthwise_missing() is not None:
         raise SystemExit(depthwise_missing())
     model, size, _ = build_model(args.config)
@@ -105,8 +107,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     dws, pws = record_shapes(model, x)
     print(f'{osp.basename(args.config)} at {size[0]}x{size[1]}, batch '
           f'{args.batch}, {torch.get_num_threads()} thread(s); medians of '
-          f'{args.iters} interleaved calls; threshold MAX_COMPILED_WORK = '
-          f'{MAX_COMPILED_WORK}')
+          f'{args.iters} interleaved calls; the compiled kernel is used up '
+          f'to MAX_COMPILED_WORK = {MAX_COMPILED_WORK} MACs and kernels of '
+          f'side MAX_COMPILED_KERNEL = {MAX_COMPILED_KERNEL}')
     print('\n| depthwise input | kernel, stride | work (MACs) | F.conv2d (us) '
           '| compiled (us) | ratio | used |\n|---|---|---|---|---|---|---|')
     total_old = total_new = 0.
@@ -125,7 +128,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                  groups=shape[1]),
                 lambda: torch.ops.mmmobilemamba.depthwise_conv2d(
                     inp, w, b, list(module.stride), list(pads)), args.iters)
-            used = work <= MAX_COMPILED_WORK
+            used = use_compiled(inp, w, module.stride, pads, (1, 1))
             total_old += old
             total_new += new if used else old
             print(f'| {"x".join(map(str, shape))} | {kh}x{kw}, '
