@@ -78,7 +78,9 @@ def test_adapters_on_an_already_fused_model():
     model = MobileMambaLoRA(base, rank=2, targets=TARGETS,
                             trainable=['head']).eval()
     with torch.no_grad():
-        assert torch.equal(model(x, mode='tensor'), ref)
+        # equal up to rounding: the base's 1x1s run on packed weights, the
+        # adapted (computed) weights through addmm (ops/packed_linear.py)
+        assert rel_err(model(x, mode='tensor'), ref) <= 1e-6
     perturb_adapters(model)
     out = model(x, mode='tensor')  # autograd on: the plain products
     with torch.no_grad():  # and the inference path sees the adapters too
