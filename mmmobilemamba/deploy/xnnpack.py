@@ -110,6 +110,10 @@ def _export_int8(module, example, calibration, float_types):
     from executorch.exir import to_edge_transform_and_lower
     with torch.no_grad():
         program = torch.export.export(module, (example, ), strict=False)
+        # constant weights for the quantizer: the regrouped weights of the
+        # export forms are computed from parameters until folded, and a
+        # computed weight is neither quantized ahead of time nor delegated
+        program = fold_constants(program)
         from torchao.quantization.pt2e.quantize_pt2e import (convert_pt2e,
                                                              prepare_pt2e)
         prepared = prepare_pt2e(program.module(),
