@@ -17,12 +17,57 @@ import torch.nn as nn
 def _quantizer(float_types: Iterable[Type[nn.Module]] = ()):
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
         XNNPACKQuantizer, get_symmetric_quantization_config)
-    quantizer = XNNPACKQuantizer()
+    float_types = tuple(float_types)
+
+    class Quantizer(XNNPACKQuantizer):
+        """``XNNPACKQuantizer`` whose float module types stay float for
+        every operator: its ``cat`` annotator ignores the module filter
+        and would quantize, for instance, the regrouped x-projection
+        weight of SS2D's export form (per tensor)."""
+
+        def annotate(self, model):
+            model = super().annotate(model)
+            keep_float(model, float_types)
+            return model
+
+    quantizer = Quantizer()
     quantizer.set_global(
         get_symmetric_quantization_config(is_per_channel=True))
     for module_type in float_types:
         quantizer.set_module_type(module_type, None)  # left in float
     return quantizer
+
+
+def keep_float(graph_module, float_types: Iterable[Type[nn.Module]]) -> int:
+    """Drop the quantization annotations of the nodes traced inside a
+    module of one of ``float_types``: the quantizer then leaves them, and
+    the weights they read, in float.
+
+    Args:
+        graph_module (GraphModule): Annotated by a pt2e quantizer.
+        float_types (Iterable[type]): Module types to keep in float.
+
+    Returns:
+        int: How many annotations were dropped.
+    """
+    from torchao.quantization.pt2e.quantizer.quantizer import \
+        Q_ANNOTATION_KEY
+    names = {f'{t.__module__}.{t.__qualname__}' for t in float_types}
+    dropped = 0
+    for node in graph_module.graph.nodes:
+        if Q_ANNOTATION_KEY not in node.meta:
+            continue
+        stack = node.meta.get('nn_module_stack') or {}
+        types = set()
+        for _, module_type in stack.values():
+            if isinstance(module_type, type):
+                module_type = f'{module_type.__module__}.' \
+                    f'{module_type.__qualname__}'
+            types.add(module_type)
+        if types & names:
+            del node.meta[Q_ANNOTATION_KEY]
+            dropped += 1
+    return dropped
 
 
 def export_program(module: nn.Module, example: torch.Tensor,
@@ -45,14 +90,9 @@ def export_program(module: nn.Module, example: torch.Tensor,
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import \
         XnnpackPartitioner
     from executorch.exir import to_edge_transform_and_lower
-    from mmmobilemamba.ops.export_forms import without_delegate_forms
     module = module.eval()
     if calibration is not None:
-        # int8: the eager forms, unfolded. With the delegate forms the float
-        # SS2D projections of the quantized T2 stayed outside XNNPACK and
-        # its runtime refused the program (shape propagation failed).
-        with without_delegate_forms():
-            return _export_int8(module, example, calibration, float_types)
+        return _export_int8(module, example, calibration, float_types)
     with torch.no_grad():
         program = torch.export.export(module, (example, ), strict=False)
         program = fold_constants(program)
@@ -70,6 +110,10 @@ def _export_int8(module, example, calibration, float_types):
     from executorch.exir import to_edge_transform_and_lower
     with torch.no_grad():
         program = torch.export.export(module, (example, ), strict=False)
+        # constant weights for the quantizer: the regrouped weights of the
+        # export forms are computed from parameters until folded, and a
+        # computed weight is neither quantized ahead of time nor delegated
+        program = fold_constants(program)
         from torchao.quantization.pt2e.quantize_pt2e import (convert_pt2e,
                                                              prepare_pt2e)
         prepared = prepare_pt2e(program.module(),
@@ -80,6 +124,9 @@ def _export_int8(module, example, calibration, float_types):
         converted = convert_pt2e(prepared)
         program = torch.export.export(converted, (example, ),
                                       strict=False)
+        # the float weights of the export forms (SS2D's regrouped
+        # projections) become constants, as in fp32; int8 weights stay int8
+        program = fold_constants(program)
         edge = to_edge_transform_and_lower(
             program, partitioner=[XnnpackPartitioner()])
         report = delegation(edge)

@@ -52,8 +52,9 @@ def delegate_forms() -> bool:
 
 @contextlib.contextmanager
 def without_delegate_forms() -> Iterator[None]:
-    """Trace with the eager forms (the int8 ExecuTorch route uses it: see
-    :func:`mmmobilemamba.deploy.xnnpack.export_program`)."""
+    """Trace with the eager forms: to compare a program built with them
+    against one built with the delegate forms (docs/deployment.md#delegation).
+    """
     global _disabled
     previous, _disabled = _disabled, True
     try:

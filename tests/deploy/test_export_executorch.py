@@ -107,7 +107,11 @@ def test_int8_classifier(checkpoint, calib_dir, tmp_path):
     assert agree is not None and agree >= 50, out[-3000:]
     # int8 is an approximation, not a different model
     assert diffs and diffs[0] <= 0.25 * max(1., scales[0]), out[-3000:]
-    assert _delegated_share(out) > 0.5
+    # the export forms in the quantized program too: everything delegated,
+    # in one piece, SS2D's float convolutions included
+    assert _delegated_share(out) == 1.0, out[-3000:]
+    assert 'left outside: none' in out
+    assert 'in 1 delegated subgraphs' in out
 
 
 @pytest.mark.slow
@@ -121,6 +125,51 @@ def test_int8_features(checkpoint, calib_dir, tmp_path):
     assert len(diffs) == 3, out[-3000:]
     for diff, scale in zip(diffs, scales):
         assert diff <= 0.25 * max(1., scale), out[-3000:]
+
+
+def test_float_modules_keep_no_annotation():
+    """XNNPACKQuantizer's ``cat`` annotator ignores the module filter: the
+    quantizer of the int8 route drops every annotation inside a module kept
+    in float, so a weight built with ``cat`` there stays float."""
+    from torchao.quantization.pt2e.quantizer.quantizer import \
+        Q_ANNOTATION_KEY
+
+    from mmmobilemamba.deploy.xnnpack import _quantizer
+
+    class Inner(torch.nn.Module):
+
+        def __init__(self):
+            super().__init__()
+            self.a = torch.nn.Parameter(torch.randn(2, 4))
+            self.b = torch.nn.Parameter(torch.randn(3, 4))
+
+        def forward(self, x):
+            weight = torch.cat([self.a, self.b])  # (5, 4)
+            return torch.nn.functional.conv2d(x, weight[:, :, None, None])
+
+    class Outer(torch.nn.Module):
+
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 4, 1)
+            self.inner = Inner()
+
+        def forward(self, x):
+            y = self.conv(x)
+            return torch.cat([self.inner(y), y], dim=1)
+
+    graph_module = torch.export.export(
+        Outer().eval(), (torch.randn(1, 3, 8, 8), ),
+        strict=False).module()
+    _quantizer((Inner, )).annotate(graph_module)
+    annotated = {}
+    for node in graph_module.graph.nodes:
+        stack = node.meta.get('nn_module_stack') or {}
+        inside = any('Inner' in str(t) for _, t in stack.values())
+        annotated.setdefault(inside, []).append(
+            Q_ANNOTATION_KEY in node.meta)
+    assert not any(annotated[True])  # the inner cat and conv: float
+    assert any(annotated[False])  # the outer conv and cat: int8
 
 
 def _fails(*args):
