@@ -4,6 +4,7 @@ inferencer when built with the printed deploy options."""
 import glob
 import os.path as osp
 import pickle
+import re
 
 import pytest
 import torch
@@ -85,3 +86,21 @@ def test_fuse_bn_tool_with_test_tool_and_inferencer(tiny_imagenet_folder,
     torch.testing.assert_close(
         torch.as_tensor(results[1]['pred_scores']),
         torch.as_tensor(results[0]['pred_scores']), rtol=1e-4, atol=1e-6)
+
+
+def test_output_check_reports_and_fails_above_the_bar(capsys):
+    import torch
+
+    from mmmobilemamba.utils.output_check import (max_relative_difference,
+                                                  report_difference)
+    ref = [torch.tensor([1., -2.]), torch.tensor([4.])]
+    near = [torch.tensor([1., -2.00001]), torch.tensor([4.])]
+    assert max_relative_difference(near, ref) == pytest.approx(5e-6, rel=1e-2)
+    assert report_difference('a vs b', near, ref, 1e-4) == 0
+    assert re.search(r'a vs b: max relative difference 5(\.0\d)?e-06',
+                     capsys.readouterr().out)
+    far = [torch.tensor([1., -1.]), torch.tensor([4.])]
+    assert report_difference('a vs b', far, ref, 1e-4) == 1
+    assert 'error: difference above 0.0001' in capsys.readouterr().err
+    with pytest.raises(ValueError, match='as many outputs'):
+        max_relative_difference(near[:1], ref)

@@ -33,6 +33,7 @@ import mmmobilemamba  # noqa: F401  (registration)
 from mmmobilemamba.checkpoint import (add_trust_argument,
                                       save_checkpoint_file, trust_checkpoints)
 from mmmobilemamba.models.fusion import fuse_bn
+from mmmobilemamba.utils.output_check import report_difference
 
 TOLERANCE = 1e-4
 
@@ -96,12 +97,8 @@ def main(argv=None) -> int:
         with torch.no_grad():
             outs = backbone(x)
             refs = reference.backbone(x)
-        worst = max(((o - r).abs().max() / r.abs().max().clamp_min(1e-12)
-                     ).item() for o, r in zip(outs, refs))
-        print(f'fused vs unfused backbone outputs: max relative difference '
-              f'{worst:.3g}')
-        if worst > TOLERANCE:
-            print(f'error: difference above {TOLERANCE}', file=sys.stderr)
+        if report_difference('fused vs unfused backbone outputs', outs,
+                             refs, TOLERANCE):
             return 1
 
     meta = dict(checkpoint.get('meta', {})) if isinstance(checkpoint,

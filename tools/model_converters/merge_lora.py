@@ -33,6 +33,7 @@ from mmmobilemamba.checkpoint import (add_trust_argument,
                                       load_checkpoint_file,
                                       save_checkpoint_file, trust_checkpoints)
 from mmmobilemamba.peft import load_lora_checkpoint, merge_lora
+from mmmobilemamba.utils.output_check import report_difference
 
 TOLERANCE = 1e-5
 LORA_TYPE = 'MobileMambaLoRA'
@@ -94,15 +95,10 @@ def main(argv=None) -> int:
     x = torch.rand(2, getattr(backbone, 'in_channels', 3), *args.check_size)
     refs = _backbone_outputs(model.model, x) if backbone is not None else ()
     plain = merge_lora(model).eval()
-    if refs:
-        outs = _backbone_outputs(plain, x)
-        worst = max(((o - r).abs().max() / r.abs().max().clamp_min(1e-12)
-                     ).item() for o, r in zip(outs, refs))
-        print(f'merged vs adapted backbone outputs: max relative difference '
-              f'{worst:.3g}')
-        if worst > TOLERANCE:
-            print(f'error: difference above {TOLERANCE}', file=sys.stderr)
-            return 1
+    if refs and report_difference('merged vs adapted backbone outputs',
+                                  _backbone_outputs(plain, x), refs,
+                                  TOLERANCE):
+        return 1
 
     meta = dict(checkpoint.get('meta', {})) if isinstance(checkpoint,
                                                           dict) else {}
