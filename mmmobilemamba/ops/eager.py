@@ -11,11 +11,11 @@ counters see it.
 from typing import Optional
 
 import torch
+from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 
 def tracing() -> bool:
     """True while a compiler, tracer, exporter or dispatch mode watches."""
-    from torch.utils._python_dispatch import _get_current_dispatch_mode
     return (torch.compiler.is_compiling() or torch.compiler.is_exporting()
             or torch.jit.is_tracing() or torch.jit.is_scripting()
             or torch.onnx.is_in_onnx_export()

@@ -32,6 +32,14 @@ from .export_forms import delegate_forms
 HAAR_BANDS = ('LL', 'b1', 'b2', 'b3')
 
 
+def _subband_channels(y: torch.Tensor) -> int:
+    """C of a (B, 4C, h, w) sub-band tensor; a clear error otherwise."""
+    if y.shape[1] % 4:
+        raise ValueError(f'sub-band tensor must have 4 * C channels, got '
+                         f'{y.shape[1]}')
+    return y.shape[1] // 4
+
+
 def haar_filters(dtype: torch.dtype = torch.float32,
                  device: Optional[torch.device] = None
                  ) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -104,10 +112,7 @@ def haar_idwt2d(y: torch.Tensor,
     Returns:
         Tensor: (B, C, H, W).
     """
-    if y.shape[1] % 4:
-        raise ValueError(f'sub-band tensor must have 4 * C channels, got '
-                         f'{y.shape[1]}')
-    channels = y.shape[1] // 4
+    channels = _subband_channels(y)
     if rec.shape[0] == 4 and channels != 1:
         rec = rec.repeat(channels, 1, 1, 1)
     if rec.shape[0] != 4 * channels:
@@ -157,10 +162,8 @@ def haar_idwt2d_matmul(y: torch.Tensor,
     Returns:
         Tensor: (B, C, H, W).
     """
+    _subband_channels(y)
     b, c4, h, w = y.shape
-    if c4 % 4:
-        raise ValueError(f'sub-band tensor must have 4 * C channels, got '
-                         f'{c4}')
     taps = torch.matmul(rec_mix_t.to(y.dtype),
                         y.reshape(b, c4 // 4, 4, h * w))
     x = F.pixel_shuffle(taps.view(b, c4, h, w), 2)
@@ -187,10 +190,8 @@ def haar_idwt2d_grouped(y: torch.Tensor,
     Returns:
         Tensor: (B, C, H, W).
     """
+    _subband_channels(y)
     b, c4, h, w = y.shape
-    if c4 % 4:
-        raise ValueError(f'sub-band tensor must have 4 * C channels, got '
-                         f'{c4}')
     weight = rec_mix_t.to(y.dtype).repeat(c4 // 4, 1).reshape(c4, 4, 1, 1)
     x = F.pixel_shuffle(F.conv2d(y, weight, groups=c4 // 4), 2)
     if size is not None and (size[0] < 2 * h or size[1] < 2 * w):
