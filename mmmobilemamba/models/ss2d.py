@@ -134,12 +134,18 @@ class SS2D(nn.Module):
         # Position-wise projections, so they can be computed in raster order
         # for both directions; the scan op reverses time for direction 1.
         # Plain matmuls (both directions' x projection as one matrix) write
-        # the layouts the scan reads, with no copies.
+        # the layouts the scan reads, with no copies (the scan takes any
+        # strides; a channels-last x gives a token-major u and y).
         x_dbl = torch.matmul(self.x_proj_weight.reshape(k * c, d), u)
         dts, bs, cs = torch.split(
             x_dbl.view(b, k, c, -1),
             [self.dt_rank, self.d_state, self.d_state], dim=2)
-        dts = torch.matmul(self.dt_proj_weight, dts)  # (B, k, d_inner, L)
+        # delta (B, k, d_inner, L) stored token-major, like u of a
+        # channels-last map: the compiled scan then reads both along
+        # channels (its scan calls in T2 at batch 32: 11 % less time).
+        dts = torch.matmul(dts.transpose(-1, -2),
+                           self.dt_proj_weight.transpose(-1, -2)
+                           ).transpose(-1, -2)
         A = -torch.exp(self.A_logs.float())
         y = selective_scan_bidirectional(
             u, dts, A, bs.contiguous(), cs.contiguous(),

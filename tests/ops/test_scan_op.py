@@ -55,6 +55,20 @@ def test_opcheck(backend, case):
 
 
 @pytest.mark.parametrize('backend', OP_BACKENDS)
+def test_opcheck_token_major_inputs(backend):
+    """The fake implementation's output layout (that of empty_like(u) and
+    of each input for its gradient) is what every backend returns, also
+    for the token-major u, delta and z of a channels-last SS2D."""
+    ins, last = _op_args('grouped_z_last')
+    tm = lambda t: t.detach().transpose(-1, -2).contiguous().transpose(  # noqa
+        -1, -2).requires_grad_()
+    ins[0], ins[1], ins[6] = tm(ins[0]), tm(ins[1]), tm(ins[6])
+    torch.library.opcheck(selective_scan_op, (*ins, True, last, backend))
+    y, _ = selective_scan_op(*ins, True, last, backend)
+    assert y.stride() == torch.empty_like(ins[0]).stride()
+
+
+@pytest.mark.parametrize('backend', OP_BACKENDS)
 def test_op_and_public_function_agree(backend):
     ins = make_bi_inputs(2, 5, 30, 1)
     y = selective_scan_bidirectional(*ins, backend=backend)

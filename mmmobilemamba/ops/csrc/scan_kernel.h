@@ -5,11 +5,11 @@
 // a different `#pragma GCC target`, and picks one copy at run time from what
 // the CPU supports. It must therefore include nothing itself.
 //
-// Layouts (contiguous; K scan directions, direction k runs backwards in time
-// when k is odd, G groups of B/C, gd = d / G channels per group):
-//   u, z, y, du, dz        (b, d, L)           input dtype
-//   delta, d(delta)        (b, K, d, L)        input dtype
-//   B, C                   (b, K, G, N, L)     input dtype
+// Layouts (K scan directions, direction k runs backwards in time when k is
+// odd, G groups of B/C, gd = d / G channels per group):
+//   u, z, y, du, dz        (b, d, L)           input dtype, any strides
+//   delta, d(delta)        (b, K, d, L)        input dtype, any strides
+//   B, C                   (b, K, G, N, L)     input dtype, contiguous
 //   A                      (K, d, N)           accumulation dtype
 //   D                      (d,)  both directions' skip weights summed
 //   bias                   (K, d)
@@ -17,10 +17,20 @@
 // Work split: one task is (sample, group, block of CB channels); it owns
 // its rows of y / du / d(delta) and walks time in tiles of TT steps. A tile
 // is copied transposed into (time, channel) scratch so every inner loop is
-// across CB contiguous channels: that is what the compiler vectorises. Sums
+// across CB contiguous channels: that is what the compiler vectorises. The
+// sequences may have any strides: a channels-last feature map flattened to
+// (b, d, L) is read token by token without a copy (and y is written in u's
+// layout). Sums
 // that cross tasks (dB, dC over channels; dA, dD, d(bias) over samples) are
 // written as per-task partials and added up serially afterwards, so the
 // result does not depend on the number of threads.
+
+// Strides of the sequences; shared by every copy (defined once).
+#ifndef SCAN_STRIDES_DEFINED
+#define SCAN_STRIDES_DEFINED
+struct Strides3 { int64_t b, d, l; };     // a (b, d, L) tensor
+struct Strides4 { int64_t b, k, d, l; };  // a (b, K, d, L) tensor
+#endif
 
 namespace SCAN_NS {
 
@@ -98,6 +108,50 @@ SCAN_INLINE acc_t sigmoid_(acc_t z) {
   return acc_t(1) / (acc_t(1) + exp_(-z));
 }
 
+// --- strided sequences ---------------------------------------------------
+
+// dst[j * CB + c] = src[c * sd + (t0 + j * step) * sl] for c < cb, j < tl:
+// cb channels of a strided sequence into (time, channel) scratch. The loop
+// runs along whichever of channels or time is contiguous in memory.
+template <typename S, typename A>
+SCAN_INLINE void gather(const S* __restrict__ src, int64_t sd, int64_t sl,
+                        int64_t cb, int64_t t0, int64_t step, int64_t tl,
+                        A* __restrict__ dst) {
+  if (sd == 1) {
+    for (int64_t j = 0; j < tl; ++j) {
+      const S* s = src + (t0 + j * step) * sl;
+      A* o = dst + j * CB;
+      for (int64_t c = 0; c < cb; ++c) o[c] = static_cast<A>(s[c]);
+    }
+  } else {
+    const int64_t st = step * sl;
+    for (int64_t c = 0; c < cb; ++c) {
+      const S* s = src + c * sd + t0 * sl;
+      for (int64_t j = 0; j < tl; ++j) dst[j * CB + c] = static_cast<A>(s[j * st]);
+    }
+  }
+}
+
+// The inverse of gather: dst[c * sd + (t0 + j * step) * sl] = src[j * CB + c].
+template <typename S, typename A>
+SCAN_INLINE void scatter(const A* __restrict__ src, S* __restrict__ dst,
+                         int64_t sd, int64_t sl, int64_t cb, int64_t t0,
+                         int64_t step, int64_t tl) {
+  if (sd == 1) {
+    for (int64_t j = 0; j < tl; ++j) {
+      S* o = dst + (t0 + j * step) * sl;
+      const A* s = src + j * CB;
+      for (int64_t c = 0; c < cb; ++c) o[c] = static_cast<S>(s[c]);
+    }
+  } else {
+    const int64_t st = step * sl;
+    for (int64_t c = 0; c < cb; ++c) {
+      S* o = dst + c * sd + t0 * sl;
+      for (int64_t j = 0; j < tl; ++j) o[j * st] = static_cast<S>(src[j * CB + c]);
+    }
+  }
+}
+
 // --- problem description -----------------------------------------------
 
 template <typename scalar_t, typename acc_t>
@@ -105,6 +159,8 @@ struct Problem {
   int64_t batch, dim, length, K, G, N, gd, nbg;  // nbg: blocks per group
   bool softplus;
   const scalar_t *u, *delta, *B, *C, *z;         // z may be null
+  Strides3 su, sz;
+  Strides4 sdelta;
   const acc_t *A, *D, *bias;                     // D, bias may be null
 
   int64_t tasks() const { return batch * G * nbg; }
@@ -145,6 +201,14 @@ struct Task {
   int64_t time(int64_t k, int64_t pos) const {
     return (k & 1) ? p.length - 1 - pos : pos;
   }
+  static int64_t step(int64_t k) { return (k & 1) ? -1 : 1; }
+
+  // The task's first row of u, z (both (b, d, L)) and of delta's direction k.
+  const scalar_t* u_rows() const { return p.u + bi * p.su.b + c0 * p.su.d; }
+  const scalar_t* z_rows() const { return p.z + bi * p.sz.b + c0 * p.sz.d; }
+  const scalar_t* delta_rows(int64_t k) const {
+    return p.delta + bi * p.sdelta.b + k * p.sdelta.k + c0 * p.sdelta.d;
+  }
 
   void set_direction(int64_t k) {
     for (int64_t n = 0; n < p.N; ++n)
@@ -157,29 +221,21 @@ struct Task {
     Ck = p.C + off;
   }
 
-  // u of all the task's rows, transposed to (time, channel): read from
-  // memory once for both directions.
-  void load_u_rows(acc_t* UT) const {
-    for (int64_t c = 0; c < cb; ++c) {
-      const scalar_t* up = p.u + (bi * p.dim + c0 + c) * p.length;
-      for (int64_t t = 0; t < p.length; ++t) UT[t * CB + c] = static_cast<acc_t>(up[t]);
-    }
+  // Skip weights of the task's channels (0 in pad lanes).
+  void load_D(acc_t* dv) const {
+    for (int64_t c = 0; c < CB; ++c)
+      dv[c] = (c < cb && p.D) ? p.D[c0 + c] : acc_t(0);
   }
 
   // Copy delta (and u, unless UT holds all of u transposed) of tile
   // positions [p0, p0 + tl) of direction k into (time, channel) scratch and
-  // compute dt, dt * u and (NEED_SIG) softplus'. Padding lanes hold zeros:
-  // dt * u = 0 and A = 0 keep their state at 0.
+  // compute dt, dt * u and (NEED_SIG) softplus'. Padding lanes: dt = 0
+  // (so dt * u = 0 and, with A = 0, their state stays 0).
   template <bool NEED_SIG = true>
   void load_tile(int64_t k, int64_t p0, int64_t tl, const acc_t* UT = nullptr) {
-    for (int64_t c = 0; c < cb; ++c) {
-      const scalar_t* dp = p.delta + ((bi * p.K + k) * p.dim + c0 + c) * p.length;
-      for (int64_t j = 0; j < tl; ++j) S[j * CB + c] = static_cast<acc_t>(dp[time(k, p0 + j)]);
-      if (!UT) {
-        const scalar_t* up = p.u + (bi * p.dim + c0 + c) * p.length;
-        for (int64_t j = 0; j < tl; ++j) U[j * CB + c] = static_cast<acc_t>(up[time(k, p0 + j)]);
-      }
-    }
+    const int64_t t0 = time(k, p0);
+    gather(delta_rows(k), p.sdelta.d, p.sdelta.l, cb, t0, step(k), tl, S);
+    if (!UT) gather(u_rows(), p.su.d, p.su.l, cb, t0, step(k), tl, U);
     if (p.softplus)
       prepare<true, NEED_SIG>(k, p0, tl, UT);
     else
@@ -254,19 +310,20 @@ SCAN_INLINE void recur_tile(Task<scalar_t, acc_t>& tk, int64_t k, int64_t p0,
   }
 }
 
-// Forward: y = (sum over directions of C h + D u) * silu(z), and the last
-// state of direction 0 if asked for ((b, d, N), accumulation dtype).
+// Forward: y = (sum over directions of C h + D u) * silu(z), written with
+// strides sy, and the last state of direction 0 if asked for ((b, d, N),
+// accumulation dtype, contiguous).
 template <typename scalar_t, typename acc_t>
-void forward(const Problem<scalar_t, acc_t>& p, scalar_t* y_out,
+void forward(const Problem<scalar_t, acc_t>& p, scalar_t* y_out, Strides3 sy,
              acc_t* last) {
   const int64_t L = p.length, N = p.N;
   at::parallel_for(0, p.tasks(), 1, [&](int64_t begin, int64_t end) {
     std::vector<acc_t> scratch(Task<scalar_t, acc_t>::scratch_size(N, L), acc_t(0));
-    std::vector<acc_t> yacc(CB * L), UT(CB * L), h(N * CB);
+    std::vector<acc_t> yacc(CB * L), UT(CB * L, acc_t(0)), h(N * CB), dv(CB);
     for (int64_t task = begin; task < end; ++task) {
       Task<scalar_t, acc_t> tk(p, task, scratch.data());
       std::fill(yacc.begin(), yacc.end(), acc_t(0));
-      tk.load_u_rows(UT.data());
+      gather(tk.u_rows(), p.su.d, p.su.l, tk.cb, 0, 1, L, UT.data());
       for (int64_t k = 0; k < p.K; ++k) {
         tk.set_direction(k);
         std::fill(h.begin(), h.end(), acc_t(0));
@@ -280,18 +337,22 @@ void forward(const Problem<scalar_t, acc_t>& p, scalar_t* y_out,
             for (int64_t n = 0; n < N; ++n)
               last[(tk.bi * p.dim + tk.c0 + c) * N + n] = h[n * CB + c];
       }
-      for (int64_t c = 0; c < tk.cb; ++c) {
-        const int64_t row = (tk.bi * p.dim + tk.c0 + c) * L;
-        const acc_t dv = p.D ? p.D[tk.c0 + c] : acc_t(0);
-        for (int64_t t = 0; t < L; ++t) {
-          acc_t v = yacc[t * CB + c] + dv * UT[t * CB + c];
-          if (p.z) {
-            const acc_t zv = static_cast<acc_t>(p.z[row + t]);
-            v *= zv * sigmoid_(zv);
-          }
-          y_out[row + t] = static_cast<scalar_t>(v);
+      // D skip, then the gate (z is read into UT, which is done with u).
+      tk.load_D(dv.data());
+      acc_t* __restrict__ ya = yacc.data();
+      const acc_t* __restrict__ ut = UT.data();
+      const acc_t* __restrict__ d = dv.data();
+      for (int64_t t = 0; t < L; ++t)
+#pragma omp simd
+        for (int64_t c = 0; c < CB; ++c) ya[t * CB + c] += d[c] * ut[t * CB + c];
+      if (p.z) {
+        gather(tk.z_rows(), p.sz.d, p.sz.l, tk.cb, 0, 1, L, UT.data());
+        for (int64_t i = 0; i < L * CB; ++i) {
+          const acc_t zv = ut[i];
+          ya[i] *= zv * sigmoid_(zv);
         }
       }
+      scatter(ya, y_out + tk.bi * sy.b + tk.c0 * sy.d, sy.d, sy.l, tk.cb, 0, 1, L);
     }
   });
 }
@@ -300,15 +361,19 @@ void forward(const Problem<scalar_t, acc_t>& p, scalar_t* y_out,
 inline int64_t thread_scratch_bytes(int64_t L, int64_t N, int64_t K, bool z,
                                     bool backward, int64_t acc_size) {
   const int64_t tile = tile_len(L), ntiles = (L + TT - 1) / TT;
-  int64_t n = 5 * tile * CB + N * CB + CB + N * CB;
-  if (!backward) return (n + 2 * CB * L) * acc_size;
+  // Task scratch, h, D
+  int64_t n = 5 * tile * CB + N * CB + CB + N * CB + CB;
+  if (!backward) return (n + 2 * CB * L) * acc_size;  // + yacc, UT
+  // yacc (with z), G, GU, checkpoints, HS, AS, carry, gA, gdt, gx, gb, gD
   n += (z ? CB * L : 0) + 2 * CB * L + K * ntiles * N * CB;
-  n += (2 * tile + 1) * N * CB + 3 * tile * CB + N * CB + 6 * CB + N * CB;
+  n += (2 * tile + 1) * N * CB + 2 * N * CB + 4 * CB;
   return n * acc_size;
 }
 
 struct Grads {
   void *gu, *gdelta, *gz;                   // input dtype, owned rows
+  Strides3 sgu, sgz;
+  Strides4 sgdelta;
   void *gA_part, *gB_part, *gC_part;        // accumulation dtype partials
   void *gD_part, *gbias_part;
 };
@@ -316,12 +381,14 @@ struct Grads {
 // Backward: the adjoint recurrence lam_t = g_t C_t + a_{t+1} lam_{t+1}, run
 // in reverse scan order tile by tile. Each tile's states are recomputed
 // from a checkpoint (the state entering the tile) that a first forward pass
-// over the task's rows stored; nothing of size (b, d, N, L) is kept.
+// over the task's rows stored; nothing of size (b, d, N, L) is kept. The
+// gradient reaching y (G) and the one of u (GU) are kept per task in
+// (time, channel) layout; the gradient of delta goes out tile by tile.
 // Partials: gA (b, K, d, N), gB / gC (b, K, G, nbg, N, L), gD (b, d),
 // gbias (b, K, d).
 template <typename scalar_t, typename acc_t>
 void backward(const Problem<scalar_t, acc_t>& p, const scalar_t* gy,
-              const acc_t* g_last, const Grads& out) {
+              Strides3 sgy, const acc_t* g_last, const Grads& out) {
   const int64_t L = p.length, N = p.N, K = p.K, ntiles = p.tiles();
   scalar_t* gu = static_cast<scalar_t*>(out.gu);
   scalar_t* gdelta = static_cast<scalar_t*>(out.gdelta);
@@ -336,9 +403,8 @@ void backward(const Problem<scalar_t, acc_t>& p, const scalar_t* gy,
     std::vector<acc_t> scratch(Task<scalar_t, acc_t>::scratch_size(N, L), acc_t(0));
     std::vector<acc_t> yacc(p.z ? CB * L : 0), h(N * CB);
     std::vector<acc_t> G(CB * L), GU(CB * L), ck(K * ntiles * N * CB);
-    std::vector<acc_t> HS((tile + 1) * N * CB), AS(tile * N * CB);
-    std::vector<acc_t> GT(tile * CB), GS(tile * CB), GX(tile * CB), carry(N * CB);
-    std::vector<acc_t> gdt(CB), gx(CB), gA(N * CB), gb(CB), TB(CB), TC(CB);
+    std::vector<acc_t> HS((tile + 1) * N * CB), AS(tile * N * CB), carry(N * CB);
+    std::vector<acc_t> gdt(CB), gx(CB), gA(N * CB), gb(CB), dv(CB), gds(CB);
     for (int64_t task = begin; task < end; ++task) {
       Task<scalar_t, acc_t> tk(p, task, scratch.data());
       const int64_t cb = tk.cb, bi = tk.bi, c0 = tk.c0;
@@ -357,29 +423,43 @@ void backward(const Problem<scalar_t, acc_t>& p, const scalar_t* gy,
             recur_tile<false, false, scalar_t, acc_t>(tk, k, p0, tl, h.data(), nullptr, nullptr, nullptr);
         }
       }
-      // The gradient reaching y before the gate; dz; the D skip's share.
-      for (int64_t c = 0; c < cb; ++c) {
-        const int64_t row = (bi * p.dim + c0 + c) * L;
-        const acc_t dv = p.D ? p.D[c0 + c] : acc_t(0);
-        acc_t gd_sum = 0;
-        acc_t* gc = G.data() + c * L;
-        acc_t* guc = GU.data() + c * L;
-        for (int64_t t = 0; t < L; ++t) {
-          acc_t gv = gy ? static_cast<acc_t>(gy[row + t]) : acc_t(0);
-          const acc_t uv = static_cast<acc_t>(p.u[row + t]);
-          if (p.z) {
-            const acc_t zv = static_cast<acc_t>(p.z[row + t]);
-            const acc_t sg = sigmoid_(zv);
-            const acc_t ypre = yacc[t * CB + c] + dv * uv;
-            gz[row + t] = static_cast<scalar_t>(gv * ypre * sg * (acc_t(1) + zv * (acc_t(1) - sg)));
-            gv = gv * zv * sg;
+      // The gradient reaching y before the gate (G), dz, the D skip's share
+      // of du (GU) and dD, a tile at a time (the tile scratch is free here:
+      // Z holds z, GZ dz). Pad lanes of G stay 0: they meet finite values
+      // only, so whatever the pads of other buffers hold adds nothing.
+      tk.load_D(dv.data());
+      if (cb < CB || !gy) std::fill(G.begin(), G.end(), acc_t(0));
+      std::fill(gds.begin(), gds.end(), acc_t(0));
+      acc_t* Z = tk.S;
+      acc_t* GZ = tk.DT;
+      for (int64_t p0 = 0; p0 < L; p0 += TT) {
+        const int64_t tl = std::min<int64_t>(TT, L - p0);
+        acc_t* __restrict__ gt = G.data() + p0 * CB;
+        acc_t* __restrict__ gut = GU.data() + p0 * CB;
+        if (gy) gather(gy + bi * sgy.b + c0 * sgy.d, sgy.d, sgy.l, cb, p0, 1, tl, gt);
+        gather(tk.u_rows(), p.su.d, p.su.l, cb, p0, 1, tl, gut);  // u, for now
+        if (p.z) gather(tk.z_rows(), p.sz.d, p.sz.l, cb, p0, 1, tl, Z);
+        const acc_t* __restrict__ ya = p.z ? yacc.data() + p0 * CB : nullptr;
+        for (int64_t j = 0; j < tl; ++j)
+          for (int64_t c = 0; c < CB; ++c) {
+            const int64_t i = j * CB + c;
+            acc_t gv = gt[i];
+            const acc_t uv = gut[i];
+            if (p.z) {
+              const acc_t zv = Z[i];
+              const acc_t sg = sigmoid_(zv);
+              const acc_t ypre = ya[i] + dv[c] * uv;
+              GZ[i] = gv * ypre * sg * (acc_t(1) + zv * (acc_t(1) - sg));
+              gv = gv * zv * sg;
+            }
+            gt[i] = gv;
+            gut[i] = gv * dv[c];
+            gds[c] += gv * uv;
           }
-          gc[t] = gv;
-          guc[t] = gv * dv;
-          gd_sum += gv * uv;
-        }
-        gD_part[bi * p.dim + c0 + c] = gd_sum;
+        if (p.z)
+          scatter(GZ, gz + bi * out.sgz.b + c0 * out.sgz.d, out.sgz.d, out.sgz.l, cb, p0, 1, tl);
       }
+      for (int64_t c = 0; c < cb; ++c) gD_part[bi * p.dim + c0 + c] = gds[c];
       // Pass 2: per direction, the adjoint in reverse scan order.
       for (int64_t k = 0; k < K; ++k) {
         tk.set_direction(k);
@@ -392,18 +472,18 @@ void backward(const Problem<scalar_t, acc_t>& p, const scalar_t* gy,
         std::fill(gb.begin(), gb.end(), acc_t(0));
         const int64_t part_off =
             (((bi * K + k) * p.G + tk.g) * p.nbg + tk.blk) * N * L;
+        scalar_t* gdk = gdelta + bi * out.sgdelta.b + k * out.sgdelta.k + c0 * out.sgdelta.d;
         for (int64_t it = ntiles - 1; it >= 0; --it) {
           const int64_t p0 = it * TT, tl = std::min<int64_t>(TT, L - p0);
           tk.load_tile(k, p0, tl);
           std::copy(ck.begin() + (k * ntiles + it) * N * CB,
                     ck.begin() + (k * ntiles + it + 1) * N * CB, h.begin());
           recur_tile<false, true, scalar_t, acc_t>(tk, k, p0, tl, h.data(), nullptr, HS.data(), AS.data());
-          for (int64_t c = 0; c < CB; ++c)
-            for (int64_t j = 0; j < tl; ++j)
-              GT[j * CB + c] = c < cb ? G[c * L + tk.time(k, p0 + j)] : acc_t(0);
+          // d(delta) of the tile goes to S, which load_tile is done with.
+          acc_t* GS = tk.S;
           for (int64_t j = tl - 1; j >= 0; --j) {
             const int64_t t = tk.time(k, p0 + j);
-            const acc_t* gt = GT.data() + j * CB;
+            const acc_t* gt = G.data() + t * CB;
             const acc_t* dt = tk.DT + j * CB;
             const acc_t* x = tk.X + j * CB;
             for (int64_t c = 0; c < CB; ++c) gdt[c] = gx[c] = acc_t(0);
@@ -432,8 +512,8 @@ void backward(const Problem<scalar_t, acc_t>& p, const scalar_t* gy,
               gB_part[part_off + n * L + t] = sb;
               gC_part[part_off + n * L + t] = sc;
             }
-            acc_t* gs = GS.data() + j * CB;
-            acc_t* gxu = GX.data() + j * CB;
+            acc_t* gs = GS + j * CB;
+            acc_t* gut = GU.data() + t * CB;
             const acc_t* u = tk.U + j * CB;
             const acc_t* sig = tk.SIG + j * CB;
 #pragma omp simd
@@ -441,18 +521,11 @@ void backward(const Problem<scalar_t, acc_t>& p, const scalar_t* gy,
               const acc_t g_s = (gdt[c] + gx[c] * u[c]) * sig[c];
               gs[c] = g_s;
               gb[c] += g_s;
-              gxu[c] = gx[c] * dt[c];
+              gut[c] += gx[c] * dt[c];
             }
           }
-          for (int64_t c = 0; c < cb; ++c) {
-            scalar_t* gdr = gdelta + ((bi * K + k) * p.dim + c0 + c) * L;
-            acc_t* guc = GU.data() + c * L;
-            for (int64_t j = 0; j < tl; ++j) {
-              const int64_t t = tk.time(k, p0 + j);
-              gdr[t] = static_cast<scalar_t>(GS[j * CB + c]);
-              guc[t] += GX[j * CB + c];
-            }
-          }
+          scatter(GS, gdk, out.sgdelta.d, out.sgdelta.l, cb, tk.time(k, p0),
+                  tk.step(k), tl);
         }
         for (int64_t c = 0; c < cb; ++c) {
           for (int64_t n = 0; n < N; ++n)
@@ -460,11 +533,8 @@ void backward(const Problem<scalar_t, acc_t>& p, const scalar_t* gy,
           gbias_part[(bi * K + k) * p.dim + c0 + c] = gb[c];
         }
       }
-      for (int64_t c = 0; c < cb; ++c) {
-        const int64_t row = (bi * p.dim + c0 + c) * L;
-        for (int64_t t = 0; t < L; ++t)
-          gu[row + t] = static_cast<scalar_t>(GU[c * L + t]);
-      }
+      scatter(GU.data(), gu + bi * out.sgu.b + c0 * out.sgu.d, out.sgu.d,
+              out.sgu.l, cb, 0, 1, L);
     }
   });
 }

@@ -48,24 +48,17 @@ def _acc(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-def _prepare(u, delta, A, B, C, D, z, delta_bias):
-    """Contiguous tensors in the dtypes the kernels take: u's dtype for the
-    sequences, the accumulation dtype for the parameters; D summed over the
-    directions (they share u)."""
-    dt, acc = u.dtype, _acc(u.dtype)
-    seq = lambda t: None if t is None else t.to(dt).contiguous()  # noqa
-    par = lambda t: None if t is None else t.to(acc).contiguous()  # noqa
-    return (u.contiguous(), seq(delta), par(A), seq(B), seq(C),
-            None if D is None else D.to(acc).sum(0).contiguous(), seq(z),
-            par(delta_bias))
+# The extension converts dtypes, makes the small tensors contiguous and sums
+# D over the directions itself (a Python-side call per tensor costs as much
+# as a batch-1 scan), and reads u, delta and z with any strides.
 
 
 def cpp_forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus: bool,
                 return_last_state: bool
                 ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
-    """y (b, d, L) in u's dtype and, if asked for, direction 0's last
-    state (b, d, N) in u's dtype."""
-    y, last = _EXT.scan_fwd(*_prepare(u, delta, A, B, C, D, z, delta_bias),
+    """y (b, d, L) in u's dtype and layout and, if asked for, direction
+    0's last state (b, d, N) in u's dtype."""
+    y, last = _EXT.scan_fwd(u, delta, A, B, C, D, z, delta_bias,
                             delta_softplus, return_last_state)
     return y, (last.to(u.dtype) if return_last_state else None)
 
@@ -74,13 +67,8 @@ def cpp_backward(gy, g_last, u, delta, A, B, C, D, z, delta_bias,
                  delta_softplus: bool):
     """Gradients of every input in the op's layout (None for absent ones),
     each in its input's dtype."""
-    ins = _prepare(u, delta, A, B, C, D, z, delta_bias)
-    if gy is not None:
-        gy = gy.to(u.dtype).contiguous()
-    if g_last is not None:
-        g_last = g_last.to(_acc(u.dtype)).contiguous()
     gu, gdelta, gA, gB, gC, gD, gz, gbias = _EXT.scan_bwd(
-        gy, g_last, *ins, delta_softplus)
+        gy, g_last, u, delta, A, B, C, D, z, delta_bias, delta_softplus)
     cast = lambda g, t: None if t is None else g.to(t.dtype)  # noqa: E731
     if D is not None:  # every direction's D gets the summed skip's gradient
         gD = gD.to(D.dtype).expand(D.shape[0], -1).contiguous()

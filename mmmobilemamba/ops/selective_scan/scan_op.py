@@ -17,7 +17,11 @@ runs backwards in time when k is odd), G groups of B/C:
     D, delta_bias (K, d), optional; z (b, d, L), optional.
 
 It returns y (b, d, L) and direction 0's last state (b, d, N) (an empty
-tensor unless asked for), both in u's dtype.
+tensor unless asked for), both in u's dtype; y and the gradients of u,
+delta and z have the layout ``torch.empty_like`` gives their inputs (a
+channels-last map flattened to (b, d, L) gets a token-major y), whichever
+backend ran, because the fake implementation promises that layout to the
+compiler.
 """
 from typing import Callable, Dict, Optional, Tuple
 
@@ -44,6 +48,14 @@ def _empty(like: Tensor) -> Tensor:
     return like.new_empty(0)
 
 
+def _in_layout_of(t: Tensor, out: Tensor) -> Tensor:
+    """``out`` with the strides of ``torch.empty_like(t)``."""
+    if out.stride() == t.stride():
+        return out
+    like = torch.empty_like(t)
+    return out if out.stride() == like.stride() else like.copy_(out)
+
+
 @torch.library.custom_op('mmmobilemamba::selective_scan', mutates_args=())
 def selective_scan_op(u: Tensor, delta: Tensor, A: Tensor, B: Tensor,
                       C: Tensor, D: Optional[Tensor], z: Optional[Tensor],
@@ -53,13 +65,13 @@ def selective_scan_op(u: Tensor, delta: Tensor, A: Tensor, B: Tensor,
     forward, _ = _kernels(backend)
     y, last = forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
                       return_last_state)
-    return y, (last if last is not None else _empty(u))
+    return _in_layout_of(u, y), (last if last is not None else _empty(u))
 
 
 @selective_scan_op.register_fake
 def _(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state,
       backend):
-    y = u.new_empty(u.shape)
+    y = torch.empty_like(u)
     last = (u.new_empty(u.shape[0], u.shape[1], A.shape[-1])
             if return_last_state else _empty(u))
     return y, last
@@ -78,14 +90,16 @@ def selective_scan_backward_op(
     _, backward = _kernels(backend)
     grads = backward(gy, g_last, u, delta, A, B, C, D, z, delta_bias,
                      delta_softplus)
-    return tuple(_empty(u) if g is None else g for g in grads)
+    like = (u, delta, A, B, C, D, z, delta_bias)
+    return tuple(_empty(u) if g is None or t is None else _in_layout_of(t, g)
+                 for g, t in zip(grads, like))
 
 
 @selective_scan_backward_op.register_fake
 def _(gy, g_last, u, delta, A, B, C, D, z, delta_bias, delta_softplus,
       backend):
     like = (u, delta, A, B, C, D, z, delta_bias)
-    return tuple(_empty(u) if t is None else t.new_empty(t.shape)
+    return tuple(_empty(u) if t is None else torch.empty_like(t)
                  for t in like)
 
 
