@@ -94,6 +94,10 @@ _TABLE: Dict[str, ScanBackend] = {}
 #: (name, device type) -> status, asked once: statuses import modules
 #: (triton) and must not be re-evaluated inside a compiled graph.
 _STATUS: Dict[Tuple[str, str], Union[bool, str]] = {}
+#: (name or None, device type, options) -> record, for choices that passed
+#: :func:`resolve`'s checks: a scan call at batch 1 takes tens of
+#: microseconds, and the choice is made on every call.
+_RESOLVED: Dict[Tuple[Optional[str], str, Tuple[str, ...]], 'ScanBackend'] = {}
 
 
 def register_backend(record: ScanBackend) -> None:
@@ -106,6 +110,7 @@ def register_backend(record: ScanBackend) -> None:
         scan_op.KERNELS[record.name] = record.kernels
     for key in [k for k in _STATUS if k[0] == record.name]:
         del _STATUS[key]
+    _RESOLVED.clear()
 
 
 def backend_table() -> Dict[str, ScanBackend]:
@@ -143,6 +148,15 @@ def resolve(name: Optional[str], device: torch.device,
             options: Tuple[str, ...] = ()) -> ScanBackend:
     """The record of ``name`` (None: the default for ``device``), checked
     to run on ``device`` with ``options``; raises a clear error if not."""
+    key = (name, device.type, options)
+    record = _RESOLVED.get(key)
+    if record is None or _TABLE.get(record.name) is not record:
+        record = _RESOLVED[key] = _resolve(name, device, options)
+    return record
+
+
+def _resolve(name: Optional[str], device: torch.device,
+             options: Tuple[str, ...]) -> ScanBackend:
     if name is None:
         name = default_backend(device)
     if name not in _TABLE:
