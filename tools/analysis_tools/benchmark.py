@@ -52,6 +52,7 @@ Timings taken while other jobs load the machine are noise: check the load
 average first (the tool prints it).
 """
 import argparse
+import contextlib
 import copy
 import inspect
 import os
@@ -298,6 +299,20 @@ def percentile(values: Sequence[float], q: float) -> float:
     return data[lo] + (data[hi] - data[lo]) * (pos - lo)
 
 
+@contextlib.contextmanager
+def zero_cost_scan():
+    """Within the block every SS2D's scan is a zero-cost stand-in that
+    returns its input u: what a model costs without the selective scan
+    (forwards, exports)."""
+    from mmmobilemamba.models import ss2d as ss2d_module
+    real = ss2d_module.selective_scan_bidirectional
+    ss2d_module.selective_scan_bidirectional = lambda u, *args, **kwargs: u
+    try:
+        yield
+    finally:
+        ss2d_module.selective_scan_bidirectional = real
+
+
 def scan_share(target: 'Timed', x: torch.Tensor, repeats: int = 5
                ) -> Tuple[float, float, float]:
     """The selective scan's cost inside the forward, measured two ways.
@@ -331,30 +346,34 @@ def scan_share(target: 'Timed', x: torch.Tensor, repeats: int = 5
         spent.append(time.perf_counter() - start)
         return out
 
-    def stand_in(u, *args, **kwargs):
-        return u
-
-    def forward(scan) -> float:
-        ss2d_module.selective_scan_bidirectional = scan
+    def forward() -> float:
         sync()
         start = time.perf_counter()
         target.fn(x)
         sync()
         return time.perf_counter() - start
 
+    def timed_forward() -> None:
+        ss2d_module.selective_scan_bidirectional = timed
+        try:
+            forward()
+        finally:
+            ss2d_module.selective_scan_bidirectional = real
+
+    def without_scan() -> float:
+        with zero_cost_scan():
+            return forward()
+
     scans, totals, without = [], [], []
-    try:
-        with torch.inference_mode():
-            forward(real)
-            forward(stand_in)  # warm-up
-            for _ in range(repeats):
-                spent.clear()
-                forward(timed)
-                scans.append(sum(spent))
-                totals.append(forward(real))
-                without.append(forward(stand_in))
-    finally:
-        ss2d_module.selective_scan_bidirectional = real
+    with torch.inference_mode():
+        forward()
+        without_scan()  # warm-up
+        for _ in range(repeats):
+            spent.clear()
+            timed_forward()
+            scans.append(sum(spent))
+            totals.append(forward())
+            without.append(without_scan())
     total = statistics.median(totals)
     return (statistics.median(scans), total - statistics.median(without),
             total)

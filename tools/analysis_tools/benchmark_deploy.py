@@ -3,7 +3,7 @@ runtimes: ExecuTorch (XNNPACK delegate) and onnxruntime, fp32 and int8.
 
     python tools/analysis_tools/benchmark_deploy.py [--threads 1 2]
         [--rounds 5] [--iters 20] [--work-dir work_dirs/benchmark_deploy]
-        [--calib-dir DIR] [--calib-num 32] [--reuse]
+        [--calib-dir DIR] [--calib-num 32] [--reuse] [--scan-stand-in]
 
 Both models are built from their configs with random weights and random
 BatchNorm statistics (speed does not depend on the values; nothing is
@@ -24,6 +24,10 @@ alike. onnxruntime's threads do not spin between runs
 (``session.intra_op.allow_spinning=0``); ExecuTorch's threadpool is resized
 per thread count. The table gives the median and 90th percentile latency,
 the file size and T2 / MobileNetV3-Large.
+
+``--scan-stand-in`` also exports T2 in fp32 with every selective scan
+replaced by a zero-cost stand-in (y = u) and times it in the same rounds:
+what T2 would cost in each runtime if its scan were free.
 """
 import argparse
 import os
@@ -44,6 +48,7 @@ for path in (HERE, osp.join(REPO, 'tools', 'deployment')):
 T2_CONFIG = osp.join(REPO, 'configs', 'mobilemamba',
                      'mobilemamba-t2_8xb128_in1k.py')
 MODELS = (('T2@192', 192), ('MobileNetV3-Large@224', 224))
+STAND_IN = 'T2@192, zero-cost scan'
 PEER = 'mobilenet-v3-large_8xb128_in1k'
 
 
@@ -58,6 +63,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--calib-num', type=int, default=32)
     parser.add_argument('--reuse', action='store_true',
                         help='time the files already in --work-dir')
+    parser.add_argument('--scan-stand-in', action='store_true',
+                        help='also time T2 (fp32) with a zero-cost scan')
     return parser.parse_args(argv)
 
 
@@ -129,13 +136,35 @@ def export_all(args) -> Dict[str, str]:
                                            files[('onnxruntime', 'int8')],
                                            calib)
         print(f'{name}: .onnx fp32 and int8 written')
+    if args.scan_stand_in:
+        paths.update(export_stand_in(args, models[MODELS[0][0]]))
+    return paths
+
+
+def export_stand_in(args, t2: torch.nn.Module) -> Dict[tuple, str]:
+    """T2 in fp32 with a zero-cost scan, for both runtimes."""
+    from benchmark import zero_cost_scan
+    from export_onnx import export as onnx_export
+
+    from mmmobilemamba.deploy import xnnpack
+    stem = osp.join(args.work_dir, 't2_zero_cost_scan')
+    paths = {(STAND_IN, 'executorch', 'fp32'): stem + '.pte',
+             (STAND_IN, 'onnxruntime', 'fp32'): stem + '.onnx'}
+    if args.reuse and all(osp.isfile(p) for p in paths.values()):
+        return paths
+    x = torch.randn(1, 3, MODELS[0][1], MODELS[0][1])
+    with zero_cost_scan():
+        manager, _ = xnnpack.export_program(t2, x)
+        xnnpack.save(manager, paths[(STAND_IN, 'executorch', 'fp32')])
+        onnx_export(t2, x, paths[(STAND_IN, 'onnxruntime', 'fp32')], 1,
+                    False, 17)
     return paths
 
 
 def time_all(paths: Dict[tuple, str], threads: int, rounds: int,
              iters: int) -> Dict[tuple, List[float]]:
     from mmmobilemamba.deploy.runtimes import make_runner
-    sizes = dict(MODELS)
+    sizes = dict(MODELS, **{STAND_IN: MODELS[0][1]})
     runners = {key: make_runner(key[1], path, threads)
                for key, path in paths.items()}
     inputs = {key: torch.randn(1, 3, sizes[key[0]], sizes[key[0]])
@@ -195,6 +224,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         for n in (t2, peer)]
             print(f'int8 speed-up in {runtime}: T2 {speedups[0]:.2f}x, '
                   f'MNv3-L {speedups[1]:.2f}x')
+            key = (STAND_IN, runtime, 'fp32')
+            if key in times:
+                free = statistics.median(times[key])
+                real = med[(t2, runtime, 'fp32')]
+                print(f'{runtime} fp32, T2 with a zero-cost scan: {free:.2f} '
+                      f'ms ({free / med[(peer, runtime, "fp32")]:.2f}x '
+                      f'MNv3-L); the scan costs {real - free:.2f} ms of '
+                      f'{real:.2f}')
     return 0
 
 
