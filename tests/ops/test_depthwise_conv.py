@@ -50,6 +50,23 @@ def test_op_matches_conv2d(b, c, h, w, k, stride, pad, bias, channels_last):
 
 
 @needs_ext
+@pytest.mark.parametrize('start,stop', [(0, 24), (24, 40), (7, 33)])
+def test_op_reads_a_channel_slice_of_a_channels_last_map(start, stop):
+    """A channel slice of a channels-last map (channels contiguous, pixels
+    strided by the full channel count) is read without a copy."""
+    full, _, _ = _inputs(2, 40, 7, 9, 3, seed=3)
+    x = full[:, start:stop]
+    assert x.stride(1) == 1 and not x.is_contiguous(
+        memory_format=torch.channels_last)
+    _, weight, bias = _inputs(1, stop - start, 1, 1, 3, seed=4)
+    for stride in (1, 2):
+        want = F.conv2d(x, weight, bias, stride, 1, groups=stop - start)
+        got = torch.ops.mmmobilemamba.depthwise_conv2d(
+            x, weight, bias, [stride, stride], [1, 1])
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+@needs_ext
 def test_op_thread_count_does_not_change_the_result():
     x, weight, bias = _inputs(4, 96, 11, 13, 3)
     old = torch.get_num_threads()

@@ -32,6 +32,7 @@ namespace {
 
 struct Geometry {
   int64_t H, W, C, OH, OW, KH, KW, SH, SW, PH, PW;
+  int64_t xs_h, xs_w;  // input strides of a row and a pixel (channels: 1)
 };
 
 // Output rows [row_begin, row_end) of one sample (row = oh). The output
@@ -54,7 +55,7 @@ DW_TARGETS void dw_rows(const float* __restrict x, const float* __restrict wt,
         for (int64_t j = 0; j < g.KW; ++j) {
           const int64_t iw = ow * g.SW - g.PW + j;
           if (iw < 0 || iw >= g.W) continue;
-          const float* __restrict in = x + (ih * g.W + iw) * C;
+          const float* __restrict in = x + ih * g.xs_h + iw * g.xs_w;
           const float* __restrict w = wt + (i * g.KW + j) * C;
           for (int64_t c = 0; c < C; ++c) out[c] += in[c] * w[c];
         }
@@ -97,11 +98,17 @@ at::Tensor depthwise_conv2d(const at::Tensor& input, const at::Tensor& weight,
     bias_ptr = b.data_ptr<float>();
   }
 
-  const at::Tensor x = input.contiguous(at::MemoryFormat::ChannelsLast);
+  // Any layout whose channels are contiguous is read as it is: a channel
+  // slice of a channels-last map (MobileMamba splits maps into global and
+  // local channels) needs no copy.
+  const at::Tensor x = input.stride(1) == 1 || C == 1
+                           ? input
+                           : input.contiguous(at::MemoryFormat::ChannelsLast);
   const at::Tensor wt = weight.reshape({C, KH * KW}).t().contiguous();
   at::Tensor y = at::empty({B, C, OH, OW},
                            input.options().memory_format(at::MemoryFormat::ChannelsLast));
-  const Geometry g{H, W, C, OH, OW, KH, KW, stride[0], stride[1], padding[0], padding[1]};
+  const Geometry g{H, W, C, OH, OW, KH, KW, stride[0], stride[1], padding[0], padding[1],
+                   x.stride(2), x.stride(3)};
   const float* xp = x.data_ptr<float>();
   const float* wp = wt.data_ptr<float>();
   float* yp = y.data_ptr<float>();
@@ -113,7 +120,7 @@ at::Tensor depthwise_conv2d(const at::Tensor& input, const at::Tensor& weight,
     for (int64_t r = begin; r < end;) {
       const int64_t n = r / OH, oh = r % OH;
       const int64_t stop = std::min(end, (n + 1) * OH);
-      dw_rows(xp + n * H * W * C, wp, bias_ptr, yp + n * OH * OW * C, g, oh,
+      dw_rows(xp + n * x.stride(0), wp, bias_ptr, yp + n * OH * OW * C, g, oh,
               oh + (stop - r));
       r = stop;
     }
