@@ -100,6 +100,22 @@ def test_matches_reference(backend, length, n_state):
 
 
 @pytest.mark.parametrize('backend', BACKENDS)
+def test_wide_rows_match_reference(backend):
+    """44 channels, 150 steps: the compiled kernel copies 8x8 blocks of
+    channels x steps through register transposes and the rest (4 channels,
+    the last 6 steps of the third tile) one by one; both directions."""
+    ins = make_inputs(1, 44, 150, 1, z=True, seed=21)
+    assert_matches_ref(ins, backend, last=True)
+    bi = make_bi_inputs(1, 44, 150, 1, seed=22)
+    got = run_bi(bi, backend)
+    ref = run_bi(bi, 'ref', torch.float64)
+    for a, b in zip(got, ref):
+        err = ((a.double() - b).abs().max() /
+               b.abs().max().clamp_min(1e-12)).item()
+        assert err < 1e-4, err
+
+
+@pytest.mark.parametrize('backend', BACKENDS)
 def test_long_sequence(backend):
     ins = make_inputs(1, 2, 4096, 1, seed=7)
     assert_matches_ref(ins, backend)

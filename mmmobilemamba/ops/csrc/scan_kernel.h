@@ -110,9 +110,50 @@ SCAN_INLINE acc_t sigmoid_(acc_t z) {
 
 // --- strided sequences ---------------------------------------------------
 
+// 8x8 blocks of fp32 are transposed in registers (the copies between a
+// time-contiguous sequence and (time, channel) scratch were most of the
+// backward pass as scalar loops). Generic vector types: each kernel copy
+// compiles the shuffles for its own instruction set.
+typedef float v8f __attribute__((vector_size(32)));
+typedef int32_t v8i __attribute__((vector_size(32)));
+#if defined(__clang__)
+#define SCAN_SHUFFLE(a, b, ...) __builtin_shufflevector(a, b, __VA_ARGS__)
+#else
+#define SCAN_SHUFFLE(a, b, ...) __builtin_shuffle(a, b, v8i{__VA_ARGS__})
+#endif
+
+SCAN_INLINE v8f load8(const float* p, bool reversed) {
+  v8f v;
+  __builtin_memcpy(&v, reversed ? p - 7 : p, sizeof(v));
+  return reversed ? SCAN_SHUFFLE(v, v, 7, 6, 5, 4, 3, 2, 1, 0) : v;
+}
+
+SCAN_INLINE void store8(float* p, v8f v, bool reversed) {
+  if (reversed) v = SCAN_SHUFFLE(v, v, 7, 6, 5, 4, 3, 2, 1, 0);
+  __builtin_memcpy(reversed ? p - 7 : p, &v, sizeof(v));
+}
+
+SCAN_INLINE void transpose8(v8f r[8]) {
+  v8f t[8], u[8];
+  for (int i = 0; i < 8; i += 2) {
+    t[i] = SCAN_SHUFFLE(r[i], r[i + 1], 0, 8, 1, 9, 4, 12, 5, 13);
+    t[i + 1] = SCAN_SHUFFLE(r[i], r[i + 1], 2, 10, 3, 11, 6, 14, 7, 15);
+  }
+  for (int i = 0; i < 8; i += 4)
+    for (int h = 0; h < 2; ++h) {
+      u[i + 2 * h] = SCAN_SHUFFLE(t[i + h], t[i + h + 2], 0, 1, 8, 9, 4, 5, 12, 13);
+      u[i + 2 * h + 1] = SCAN_SHUFFLE(t[i + h], t[i + h + 2], 2, 3, 10, 11, 6, 7, 14, 15);
+    }
+  for (int k = 0; k < 4; ++k) {
+    r[k] = SCAN_SHUFFLE(u[k], u[k + 4], 0, 1, 2, 3, 8, 9, 10, 11);
+    r[k + 4] = SCAN_SHUFFLE(u[k], u[k + 4], 4, 5, 6, 7, 12, 13, 14, 15);
+  }
+}
+
 // dst[j * CB + c] = src[c * sd + (t0 + j * step) * sl] for c < cb, j < tl:
 // cb channels of a strided sequence into (time, channel) scratch. The loop
-// runs along whichever of channels or time is contiguous in memory.
+// runs along whichever of channels or time is contiguous in memory; fp32
+// rows contiguous in time go through 8x8 register transposes.
 template <typename S, typename A>
 SCAN_INLINE void gather(const S* __restrict__ src, int64_t sd, int64_t sl,
                         int64_t cb, int64_t t0, int64_t step, int64_t tl,
@@ -123,12 +164,31 @@ SCAN_INLINE void gather(const S* __restrict__ src, int64_t sd, int64_t sl,
       A* o = dst + j * CB;
       for (int64_t c = 0; c < cb; ++c) o[c] = static_cast<A>(s[c]);
     }
-  } else {
-    const int64_t st = step * sl;
-    for (int64_t c = 0; c < cb; ++c) {
-      const S* s = src + c * sd + t0 * sl;
-      for (int64_t j = 0; j < tl; ++j) dst[j * CB + c] = static_cast<A>(s[j * st]);
+    return;
+  }
+  int64_t c8 = 0, j8 = 0;
+  if constexpr (std::is_same_v<S, float> && std::is_same_v<A, float>) {
+    if (sl == 1) {
+      c8 = cb & ~int64_t(7);
+      j8 = tl & ~int64_t(7);
+      const bool rev = step < 0;
+      for (int64_t c = 0; c < c8; c += 8)
+        for (int64_t j = 0; j < j8; j += 8) {
+          v8f r[8];
+          for (int i = 0; i < 8; ++i)
+            r[i] = load8(src + (c + i) * sd + t0 + j * step, rev);
+          transpose8(r);
+          for (int k = 0; k < 8; ++k)
+            __builtin_memcpy(dst + (j + k) * CB + c, &r[k], sizeof(v8f));
+        }
     }
+  }
+  // what the blocks left: channels c8.. for every step, steps j8.. below c8
+  const int64_t st = step * sl;
+  for (int64_t c = 0; c < cb; ++c) {
+    const S* s = src + c * sd + t0 * sl;
+    for (int64_t j = c < c8 ? j8 : 0; j < tl; ++j)
+      dst[j * CB + c] = static_cast<A>(s[j * st]);
   }
 }
 
@@ -143,12 +203,30 @@ SCAN_INLINE void scatter(const A* __restrict__ src, S* __restrict__ dst,
       const A* s = src + j * CB;
       for (int64_t c = 0; c < cb; ++c) o[c] = static_cast<S>(s[c]);
     }
-  } else {
-    const int64_t st = step * sl;
-    for (int64_t c = 0; c < cb; ++c) {
-      S* o = dst + c * sd + t0 * sl;
-      for (int64_t j = 0; j < tl; ++j) o[j * st] = static_cast<S>(src[j * CB + c]);
+    return;
+  }
+  int64_t c8 = 0, j8 = 0;
+  if constexpr (std::is_same_v<S, float> && std::is_same_v<A, float>) {
+    if (sl == 1) {
+      c8 = cb & ~int64_t(7);
+      j8 = tl & ~int64_t(7);
+      const bool rev = step < 0;
+      for (int64_t c = 0; c < c8; c += 8)
+        for (int64_t j = 0; j < j8; j += 8) {
+          v8f r[8];
+          for (int k = 0; k < 8; ++k)
+            __builtin_memcpy(&r[k], src + (j + k) * CB + c, sizeof(v8f));
+          transpose8(r);
+          for (int i = 0; i < 8; ++i)
+            store8(dst + (c + i) * sd + t0 + j * step, r[i], rev);
+        }
     }
+  }
+  const int64_t st = step * sl;
+  for (int64_t c = 0; c < cb; ++c) {
+    S* o = dst + c * sd + t0 * sl;
+    for (int64_t j = c < c8 ? j8 : 0; j < tl; ++j)
+      o[j * st] = static_cast<S>(src[j * CB + c]);
   }
 }
 
