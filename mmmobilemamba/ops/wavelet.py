@@ -126,9 +126,15 @@ def haar_idwt2d(y: torch.Tensor,
 
 def haar_dwt2d_matmul(x: torch.Tensor, dec_mix: torch.Tensor
                       ) -> torch.Tensor:
-    """:func:`haar_dwt2d` as a pixel-unshuffle and one 4x4 matrix product
-    per 2x2 patch (the deploy form: the grouped stride-2 convolution is a
-    loop over channels in PyTorch's CPU fallback).
+    """:func:`haar_dwt2d` as one 4x4 matrix product per 2x2 patch and
+    channel, token-major (the deploy form: the grouped stride-2 convolution
+    is a loop over channels in PyTorch's CPU fallback).
+
+    Each channel's 2x2 patch is gathered as the last dim of a (B, H/2, W/2,
+    C, 4) tensor (one copy; a view of the input's data when it is
+    channels-last), multiplied by the 4x4 matrix, and returned as a
+    channels-last (B, 4C, H/2, W/2) view: channel 4c + band is exactly
+    that tensor's memory order, so nothing else is copied.
 
     Args:
         x (Tensor): Input, (B, C, H, W).
@@ -142,16 +148,19 @@ def haar_dwt2d_matmul(x: torch.Tensor, dec_mix: torch.Tensor
     if pad_h or pad_w:
         x = F.pad(x, (0, pad_w, 0, pad_h))
     b, c, h, w = x.shape
-    taps = F.pixel_unshuffle(x, 2).reshape(b, c, 4, (h // 2) * (w // 2))
-    return torch.matmul(dec_mix.to(x.dtype), taps).view(b, 4 * c, h // 2,
-                                                          w // 2)
+    taps = x.permute(0, 2, 3, 1).reshape(b, h // 2, 2, w // 2, 2, c).permute(
+        0, 1, 3, 5, 2, 4).reshape(b, h // 2, w // 2, c, 4)
+    bands = torch.matmul(taps, dec_mix.t().to(x.dtype))
+    return bands.view(b, h // 2, w // 2, 4 * c).permute(0, 3, 1, 2)
 
 
 def haar_idwt2d_matmul(y: torch.Tensor,
                        rec_mix_t: torch.Tensor,
                        size: Optional[Sequence[int]] = None) -> torch.Tensor:
-    """:func:`haar_idwt2d` as one 4x4 matrix product per position and a
-    pixel-shuffle (the deploy form).
+    """:func:`haar_idwt2d` as one 4x4 matrix product per position and
+    channel, token-major (the deploy form); the inverse of
+    :func:`haar_dwt2d_matmul`'s layout: a channels-last input is read
+    without a copy and the result is a channels-last view.
 
     Args:
         y (Tensor): Sub-bands, (B, 4C, h, w).
@@ -162,11 +171,12 @@ def haar_idwt2d_matmul(y: torch.Tensor,
     Returns:
         Tensor: (B, C, H, W).
     """
-    _subband_channels(y)
-    b, c4, h, w = y.shape
-    taps = torch.matmul(rec_mix_t.to(y.dtype),
-                        y.reshape(b, c4 // 4, 4, h * w))
-    x = F.pixel_shuffle(taps.view(b, c4, h, w), 2)
+    c = _subband_channels(y)
+    b, _, h, w = y.shape
+    bands = y.permute(0, 2, 3, 1).reshape(b, h, w, c, 4)
+    taps = torch.matmul(bands, rec_mix_t.t().to(y.dtype))  # tap = 2 i + j
+    x = taps.view(b, h, w, c, 2, 2).permute(0, 1, 4, 2, 5, 3).reshape(
+        b, 2 * h, 2 * w, c).permute(0, 3, 1, 2)
     if size is not None:
         x = x[..., :size[0], :size[1]]
     return x

@@ -122,14 +122,21 @@ def test_squeeze_excite_linear_form(batch):
                                       'fc2.weight']
 
 
+@pytest.mark.parametrize('channels_last', [False, True])
 @pytest.mark.parametrize('size', [(12, 12), (7, 9), (1, 1), (6, 5)])
-def test_wavelet_matmul_form_matches_the_convolutions(size):
+def test_wavelet_matmul_form_matches_the_convolutions(size, channels_last):
+    """The token-major deploy form: same values, NCHW or channels-last in;
+    on channels-last input its outputs are channels-last views."""
     x = torch.randn(2, 5, *size)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
     conv, fast = HaarWavelet2d(5), HaarWavelet2d(5, deploy=True)
     bands = conv.dwt(x)
-    assert rel_err(fast.dwt(x), bands) < 1e-6
+    fast_bands = fast.dwt(x)
+    assert fast_bands.is_contiguous(memory_format=torch.channels_last)
+    assert rel_err(fast_bands, bands) < 1e-6
     assert rel_err(fast.idwt(bands, size), conv.idwt(bands, size)) < 1e-6
-    assert rel_err(fast.idwt(fast.dwt(x), size), x) < 1e-6
+    assert rel_err(fast.idwt(fast_bands, size), x) < 1e-6
 
 
 def test_unfused_model_keeps_the_flop_convention_modules():
