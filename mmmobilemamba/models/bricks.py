@@ -159,8 +159,10 @@ class PointwiseConv2d(nn.Conv2d):
         # (B*H*W, C) rows: a view when x is channels-last
         tokens = x.reshape(b, c, h * w).transpose(1, 2).reshape(b * h * w, c)
         y = packed_linear.linear(tokens, self.weight, self.bias, relu)
-        return y.view(b, h * w, -1).transpose(1, 2).view(
-            b, self.out_channels, h, w)
+        # Channels-last with a proper batch stride even at batch 1: a
+        # size-1 batch dim with a smaller stride makes torch.cat and
+        # elementwise ops choose NCHW for their outputs.
+        return y.view(b, h, w, self.out_channels).permute(0, 3, 1, 2)
 
 
 def conv_relu(conv_bn: 'ConvBN', relu: nn.ReLU,
