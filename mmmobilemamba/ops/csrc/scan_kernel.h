@@ -150,24 +150,30 @@ SCAN_INLINE void transpose8(v8f r[8]) {
   }
 }
 
-// dst[j * CB + c] = src[c * sd + (t0 + j * step) * sl] for c < cb, j < tl:
-// cb channels of a strided sequence into (time, channel) scratch. The loop
-// runs along whichever of channels or time is contiguous in memory; fp32
-// rows contiguous in time go through 8x8 register transposes.
-template <typename S, typename A>
-SCAN_INLINE void gather(const S* __restrict__ src, int64_t sd, int64_t sl,
-                        int64_t cb, int64_t t0, int64_t step, int64_t tl,
-                        A* __restrict__ dst) {
+// Copies cb channels x tl steps between a strided sequence (channel c,
+// step j at seq[c * sd + (t0 + j * step) * sl]) and (time, channel) scratch
+// (tile[j * CB + c]); TO_TILE picks the direction. The loop runs along
+// whichever of channels or time is contiguous in memory; fp32 rows
+// contiguous in time go through 8x8 register transposes.
+template <bool TO_TILE, typename S, typename A>
+SCAN_INLINE void copy_tile(S* __restrict__ seq, A* __restrict__ tile,
+                           int64_t sd, int64_t sl, int64_t cb, int64_t t0,
+                           int64_t step, int64_t tl) {
+  auto move = [](S& s, A& a) {
+    if constexpr (TO_TILE) a = static_cast<A>(s);
+    else s = static_cast<S>(a);
+  };
   if (sd == 1) {
     for (int64_t j = 0; j < tl; ++j) {
-      const S* s = src + (t0 + j * step) * sl;
-      A* o = dst + j * CB;
-      for (int64_t c = 0; c < cb; ++c) o[c] = static_cast<A>(s[c]);
+      S* sj = seq + (t0 + j * step) * sl;
+      A* tj = tile + j * CB;
+      for (int64_t c = 0; c < cb; ++c) move(sj[c], tj[c]);
     }
     return;
   }
   int64_t c8 = 0, j8 = 0;
-  if constexpr (std::is_same_v<S, float> && std::is_same_v<A, float>) {
+  if constexpr (std::is_same_v<std::remove_const_t<S>, float> &&
+                std::is_same_v<A, float>) {
     if (sl == 1) {
       c8 = cb & ~int64_t(7);
       j8 = tl & ~int64_t(7);
@@ -175,59 +181,40 @@ SCAN_INLINE void gather(const S* __restrict__ src, int64_t sd, int64_t sl,
       for (int64_t c = 0; c < c8; c += 8)
         for (int64_t j = 0; j < j8; j += 8) {
           v8f r[8];
-          for (int i = 0; i < 8; ++i)
-            r[i] = load8(src + (c + i) * sd + t0 + j * step, rev);
-          transpose8(r);
-          for (int k = 0; k < 8; ++k)
-            __builtin_memcpy(dst + (j + k) * CB + c, &r[k], sizeof(v8f));
+          S* row = seq + c * sd + t0 + j * step;  // channel c, step j
+          if constexpr (TO_TILE) {
+            for (int i = 0; i < 8; ++i) r[i] = load8(row + i * sd, rev);
+            transpose8(r);
+            for (int k = 0; k < 8; ++k)
+              __builtin_memcpy(tile + (j + k) * CB + c, &r[k], sizeof(v8f));
+          } else {
+            for (int k = 0; k < 8; ++k)
+              __builtin_memcpy(&r[k], tile + (j + k) * CB + c, sizeof(v8f));
+            transpose8(r);
+            for (int i = 0; i < 8; ++i) store8(row + i * sd, r[i], rev);
+          }
         }
     }
   }
   // what the blocks left: channels c8.. for every step, steps j8.. below c8
   const int64_t st = step * sl;
   for (int64_t c = 0; c < cb; ++c) {
-    const S* s = src + c * sd + t0 * sl;
-    for (int64_t j = c < c8 ? j8 : 0; j < tl; ++j)
-      dst[j * CB + c] = static_cast<A>(s[j * st]);
+    S* sc = seq + c * sd + t0 * sl;
+    for (int64_t j = c < c8 ? j8 : 0; j < tl; ++j) move(sc[j * st], tile[j * CB + c]);
   }
 }
 
-// The inverse of gather: dst[c * sd + (t0 + j * step) * sl] = src[j * CB + c].
+// Sequence -> (time, channel) scratch, and back.
 template <typename S, typename A>
-SCAN_INLINE void scatter(const A* __restrict__ src, S* __restrict__ dst,
-                         int64_t sd, int64_t sl, int64_t cb, int64_t t0,
-                         int64_t step, int64_t tl) {
-  if (sd == 1) {
-    for (int64_t j = 0; j < tl; ++j) {
-      S* o = dst + (t0 + j * step) * sl;
-      const A* s = src + j * CB;
-      for (int64_t c = 0; c < cb; ++c) o[c] = static_cast<S>(s[c]);
-    }
-    return;
-  }
-  int64_t c8 = 0, j8 = 0;
-  if constexpr (std::is_same_v<S, float> && std::is_same_v<A, float>) {
-    if (sl == 1) {
-      c8 = cb & ~int64_t(7);
-      j8 = tl & ~int64_t(7);
-      const bool rev = step < 0;
-      for (int64_t c = 0; c < c8; c += 8)
-        for (int64_t j = 0; j < j8; j += 8) {
-          v8f r[8];
-          for (int k = 0; k < 8; ++k)
-            __builtin_memcpy(&r[k], src + (j + k) * CB + c, sizeof(v8f));
-          transpose8(r);
-          for (int i = 0; i < 8; ++i)
-            store8(dst + (c + i) * sd + t0 + j * step, r[i], rev);
-        }
-    }
-  }
-  const int64_t st = step * sl;
-  for (int64_t c = 0; c < cb; ++c) {
-    S* o = dst + c * sd + t0 * sl;
-    for (int64_t j = c < c8 ? j8 : 0; j < tl; ++j)
-      o[j * st] = static_cast<S>(src[j * CB + c]);
-  }
+SCAN_INLINE void gather(const S* src, int64_t sd, int64_t sl, int64_t cb,
+                        int64_t t0, int64_t step, int64_t tl, A* dst) {
+  copy_tile<true>(src, dst, sd, sl, cb, t0, step, tl);
+}
+
+template <typename S, typename A>
+SCAN_INLINE void scatter(A* src, S* dst, int64_t sd, int64_t sl, int64_t cb,
+                         int64_t t0, int64_t step, int64_t tl) {
+  copy_tile<false>(dst, src, sd, sl, cb, t0, step, tl);
 }
 
 // --- problem description -----------------------------------------------
