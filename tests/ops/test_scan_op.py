@@ -104,6 +104,45 @@ def test_cpp_identical_at_one_and_two_threads():
         assert torch.equal(a, b)
 
 
+_ISA_ORDER = ('baseline', 'avx2', 'avx512')
+
+
+def _in_subprocess(env_isa: str, *args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, MMMOBILEMAMBA_SCAN_ISA=env_isa)
+    return subprocess.run([sys.executable, *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=900)
+
+
+@needs_cpp
+@pytest.mark.parametrize('isa', ['avx2', 'baseline'])
+def test_lower_instruction_set_copies_match_the_reference(isa):
+    """The kernel copies this CPU would not pick (a CI machine may pick
+    them) give the reference's values and gradients too: the wide-row,
+    token-major, two-direction, grouped/gated and half-precision cases."""
+    from mmmobilemamba.ops.selective_scan.cpp_scan import cpp_isa
+    if _ISA_ORDER.index(isa) > _ISA_ORDER.index(cpp_isa()):
+        pytest.skip(f'this CPU has no {isa}')
+    used = _in_subprocess(isa, '-c', 'from mmmobilemamba.ops.selective_scan.'
+                          'cpp_scan import cpp_isa; print(cpp_isa())')
+    assert used.stdout.strip().splitlines()[-1] == isa, used.stderr[-2000:]
+    run = _in_subprocess(
+        isa, '-m', 'pytest', '-q', '-p', 'no:cacheprovider',
+        'tests/ops/test_selective_scan.py', '-k',
+        'cpp and (wide_rows or token_major or bidirectional_matches or '
+        'grouped_bc or half_precision)')
+    assert run.returncode == 0, run.stdout[-3000:]
+    assert ' passed' in run.stdout and 'skipped' not in run.stdout
+
+
+@needs_cpp
+def test_unknown_instruction_set_override_is_an_error():
+    run = _in_subprocess('sse9', '-c', 'from mmmobilemamba.ops.selective_scan.'
+                         'cpp_scan import cpp_isa; cpp_isa()')
+    assert run.returncode != 0
+    assert 'MMMOBILEMAMBA_SCAN_ISA must be avx512, avx2 or baseline' in \
+        run.stderr
+
+
 @needs_cpp
 def test_cpp_kernel_reports_its_instruction_set():
     from mmmobilemamba.ops.selective_scan.cpp_scan import cpp_isa

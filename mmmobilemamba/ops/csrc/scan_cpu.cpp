@@ -18,6 +18,8 @@
 #include <bit>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
+#include <stdexcept>
 #include <optional>
 #include <string>
 #include <type_traits>
@@ -52,15 +54,31 @@ namespace {
 enum class Isa { base, avx2, avx512 };
 
 Isa detect_isa() {
+  Isa best = Isa::base;
 #ifdef SCAN_MULTI_ISA
   __builtin_cpu_init();
   if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
       __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw"))
-    return Isa::avx512;
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-    return Isa::avx2;
+    best = Isa::avx512;
+  else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+    best = Isa::avx2;
 #endif
-  return Isa::base;
+  // MMMOBILEMAMBA_SCAN_ISA=avx2|baseline picks a lower copy, so that the
+  // copies a machine would not choose can be tested on it; asking for more
+  // than the CPU has is an error.
+  const char* env = std::getenv("MMMOBILEMAMBA_SCAN_ISA");
+  if (env == nullptr || *env == '\0') return best;
+  const std::string want(env);
+  const Isa asked = want == "avx512"  ? Isa::avx512
+                    : want == "avx2"  ? Isa::avx2
+                    : want == "baseline" ? Isa::base
+                                         : throw std::invalid_argument(
+                                               "MMMOBILEMAMBA_SCAN_ISA must be avx512, avx2 or "
+                                               "baseline, got '" + want + "'");
+  TORCH_CHECK(static_cast<int>(asked) <= static_cast<int>(best),
+              "MMMOBILEMAMBA_SCAN_ISA=", want, " but this CPU supports at most ",
+              best == Isa::avx512 ? "avx512" : best == Isa::avx2 ? "avx2" : "baseline");
+  return asked;
 }
 
 Isa isa() {
