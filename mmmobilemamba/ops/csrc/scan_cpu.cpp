@@ -69,12 +69,16 @@ Isa detect_isa() {
   const char* env = std::getenv("MMMOBILEMAMBA_SCAN_ISA");
   if (env == nullptr || *env == '\0') return best;
   const std::string want(env);
-  const Isa asked = want == "avx512"  ? Isa::avx512
-                    : want == "avx2"  ? Isa::avx2
-                    : want == "baseline" ? Isa::base
-                                         : throw std::invalid_argument(
-                                               "MMMOBILEMAMBA_SCAN_ISA must be avx512, avx2 or "
-                                               "baseline, got '" + want + "'");
+  Isa asked;
+  if (want == "avx512")
+    asked = Isa::avx512;
+  else if (want == "avx2")
+    asked = Isa::avx2;
+  else if (want == "baseline")
+    asked = Isa::base;
+  else
+    throw std::invalid_argument("MMMOBILEMAMBA_SCAN_ISA must be avx512, avx2 or baseline, got '" +
+                                want + "'");
   TORCH_CHECK(static_cast<int>(asked) <= static_cast<int>(best),
               "MMMOBILEMAMBA_SCAN_ISA=", want, " but this CPU supports at most ",
               best == Isa::avx512 ? "avx512" : best == Isa::avx2 ? "avx2" : "baseline");

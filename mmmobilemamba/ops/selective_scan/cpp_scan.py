@@ -44,10 +44,6 @@ def cpp_isa() -> Optional[str]:
     return None if _EXT is None else _EXT.isa()
 
 
-def _acc(dtype: torch.dtype) -> torch.dtype:
-    return torch.float64 if dtype == torch.float64 else torch.float32
-
-
 # The extension converts dtypes, makes the small tensors contiguous and sums
 # D over the directions itself (a Python-side call per tensor costs as much
 # as a batch-1 scan), and reads u, delta and z with any strides.
