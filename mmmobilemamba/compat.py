@@ -12,12 +12,24 @@ editing site-packages).
    replaced, both by :mod:`mmmobilemamba.checkpoint`'s safe loader: weights
    plus exactly the types a Runner writes, anything else refused unless the
    user opts in (``--trust-checkpoint`` or
-   ``MMMOBILEMAMBA_TRUST_CHECKPOINTS=1``).
+   ``MMMOBILEMAMBA_TRUST_CHECKPOINTS=1``). That loader also rewrites the
+   config text mmengine would execute from an untrusted checkpoint (on
+   resume and in every inferencer given weights without a config) into
+   data-only text (:mod:`mmmobilemamba.checkpoint.config_text`).
 
 2. mmdet 3.3.0's ``SSDHead`` never builds ``loss_cls`` (it computes its loss
    with ``F.cross_entropy``), yet ``predict_by_feat`` reads
    ``self.loss_cls``: SSD/SSDLite inference raises ``AttributeError``.
    Declaring ``loss_cls = None`` on the class makes that read return None.
+
+3. mmpretrain 1.2.0's ``ImageClassificationInferencer`` reads images with
+   its module's ``imread`` and answers an empty or undecodable file with a
+   bare OpenCV assertion, and decodes images of any declared size. The
+   module attribute is replaced by
+   :func:`mmmobilemamba.utils.input_checks.checked_imread`, which names the
+   file and applies the pixel limit. (mmdet's and mmseg's inferencers read
+   through ``LoadImageFromFile``, which :mod:`.utils.input_checks` replaces
+   with a checked one.)
 
 Each fix is applied once, when :mod:`mmmobilemamba` is imported, and only if
 the package it fixes is installed.
@@ -61,6 +73,17 @@ def patch_ssd_head() -> None:
     _APPLIED.add('ssd_head')
 
 
+def patch_classification_inferencer() -> None:
+    """mmpretrain's inferencer reads images with the checked ``imread``."""
+    if 'cls_inferencer' in _APPLIED:
+        return
+    import mmpretrain.apis.image_classification as image_classification
+
+    from .utils.input_checks import checked_imread
+    image_classification.imread = checked_imread
+    _APPLIED.add('cls_inferencer')
+
+
 def apply_all() -> None:
     """Apply every fix whose target package is installed."""
     if importlib.util.find_spec('mmengine') is not None:
@@ -71,4 +94,9 @@ def apply_all() -> None:
         except Exception:  # noqa: BLE001
             # mmdet is installed but cannot be imported (e.g. an mmcv without
             # compiled ops); registry.register_all() warns with the error.
+            pass
+    if importlib.util.find_spec('mmpretrain') is not None:
+        try:
+            patch_classification_inferencer()
+        except Exception:  # noqa: BLE001  (as for mmdet above)
             pass

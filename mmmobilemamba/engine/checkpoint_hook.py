@@ -11,6 +11,7 @@ from mmengine.hooks import CheckpointHook
 from mmengine.registry import HOOKS
 from mmengine.runner import BaseLoop
 
+from ..checkpoint.runner_state import plain_message_hub
 from .atomic_io import atomic_write_text, remove_stale_tmp_files
 from .rng import get_rng_state, set_rng_state
 
@@ -53,6 +54,12 @@ class ResumableCheckpointHook(CheckpointHook):
       iterations inside an epoch (``resume_iter_{N}.pth``; only the latest
       is kept), so that a kill loses at most that many iterations. Needs
       :class:`~mmmobilemamba.engine.loops.ResumableEpochBasedTrainLoop`.
+
+    - The message hub is stored as tensors and Python scalars
+      (:func:`~mmmobilemamba.checkpoint.runner_state.plain_message_hub`),
+      so loading the file needs nothing beyond torch's weights-only
+      defaults; :func:`~mmmobilemamba.checkpoint.load_checkpoint_file`
+      turns it back.
 
     EMA weights are saved and restored by EMAHook, the optimizer, parameter
     schedulers and message hub by the Runner.
@@ -110,6 +117,11 @@ class ResumableCheckpointHook(CheckpointHook):
         super()._save_best_checkpoint(runner, metrics)
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        if isinstance(checkpoint.get('message_hub'), dict):
+            # tensors and Python scalars: loading needs no numpy/mmengine
+            # globals (mmmobilemamba.checkpoint.runner_state)
+            checkpoint['message_hub'] = plain_message_hub(
+                checkpoint['message_hub'])
         if self._rng_states is None:
             # a save that did not come through this hook runs on the main
             # process only: no collective here

@@ -12,11 +12,22 @@ file:
 * mmseg's ``LoadAnnotations`` (label maps),
 * mmdet's ``CocoDataset.COCOAPI`` (the annotation file).
 
-Behaviour on readable files is unchanged.
+Images are also checked before they are decoded (:func:`check_image_file`):
+an empty file is named as such, and one whose header declares more pixels
+than :func:`max_image_pixels` is refused, before a decoder or a resize
+allocates for it (a 10000x10000 PNG of a few kB makes mmseg's test pipeline
+ask for tens of GB). mmpretrain's inferencer reads images with its own
+``imread``; :func:`checked_imread` stands in for it.
+
+Behaviour on readable files within the limit is unchanged.
 """
 import functools
 import json
+import os
 import os.path as osp
+
+#: Environment variable overriding the pixel limit of :func:`max_image_pixels`.
+MAX_PIXELS_ENV = 'MMMOBILEMAMBA_MAX_IMAGE_PIXELS'
 
 
 class BadInputFileError(ValueError):
@@ -58,6 +69,73 @@ def unreadable(path, what: str, err: BaseException) -> BadInputFileError:
         'with its entry in the annotations.')
 
 
+def max_image_pixels() -> int:
+    """The most pixels (width x height) an input image may declare:
+    ``MMMOBILEMAMBA_MAX_IMAGE_PIXELS`` if set, else Pillow's
+    decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``, 89.5 M)."""
+    text = os.environ.get(MAX_PIXELS_ENV, '').strip()
+    if text:
+        try:
+            value = int(text)
+        except ValueError:
+            raise ValueError(f'{MAX_PIXELS_ENV}={text!r} is not an integer'
+                             ) from None
+        if value < 1:
+            raise ValueError(f'{MAX_PIXELS_ENV} must be >= 1, got {value}')
+        return value
+    from PIL import Image
+    return int(Image.MAX_IMAGE_PIXELS or 89478485)
+
+
+def check_image_file(path, what: str = 'image') -> None:
+    """Refuse an empty local image file, or one whose header declares more
+    than :func:`max_image_pixels` pixels, naming the file. Reads only the
+    header (Pillow); formats Pillow does not know are left to the decoder.
+
+    Raises:
+        BadInputFileError: Empty, or above the pixel limit.
+    """
+    if not isinstance(path, (str, os.PathLike)) or not osp.isfile(path):
+        return  # remote, in memory or missing: the reader names it
+    if osp.getsize(path) == 0:
+        raise BadInputFileError(f'{what} {path} is empty (0 bytes): an '
+                                'interrupted download or copy.')
+    import warnings
+
+    from PIL import Image, UnidentifiedImageError
+    limit = max_image_pixels()
+    try:
+        # Pillow warns on large images; the message below says more
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')
+            with Image.open(path) as img:
+                width, height = img.size
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError,
+            Image.DecompressionBombError):
+        return
+    if width * height > limit:
+        raise BadInputFileError(
+            f'{what} {path} declares {width}x{height} = {width * height} '
+            f'pixels, above the limit of {limit} (Pillow\'s decompression-'
+            f'bomb convention). Resize it, or raise the limit with '
+            f'{MAX_PIXELS_ENV}=N if you trust the file.')
+
+
+def checked_imread(img, *args, **kwargs):
+    """mmcv's ``imread`` for mmpretrain's inferencer: a file is checked
+    first (:func:`check_image_file`), and one that cannot be decoded is
+    named instead of returning None."""
+    from mmcv.image import imread
+    check_image_file(img)
+    try:
+        result = imread(img, *args, **kwargs)
+    except Exception as err:  # noqa: BLE001  (cv2 assertions and the like)
+        raise unreadable(img, 'image', err) from None
+    if result is None:
+        raise unreadable(img, 'image', ValueError('no decoder could read it'))
+    return result
+
+
 @functools.lru_cache(maxsize=None)
 def _load_image_class():
     from mmcv.transforms import LoadImageFromFile as MMCVLoadImageFromFile
@@ -66,6 +144,7 @@ def _load_image_class():
         """mmcv's ``LoadImageFromFile`` that names an undecodable file."""
 
         def transform(self, results: dict):
+            check_image_file(results.get('img_path'))
             try:
                 return super().transform(results)
             except Exception as err:  # noqa: BLE001  (cv2, PIL, assert)

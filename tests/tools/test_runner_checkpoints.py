@@ -1,8 +1,11 @@
 """Real Runner checkpoints of a classification, a detection and a
-segmentation config load without trust: they need no global outside
-mmmobilemamba.checkpoint's allowlist, and they resume and test with the
-tools. Segmentation also checks that a test run that fails half-way leaves no
---out folder behind."""
+segmentation config load without trust: they need no global beyond torch's
+weights-only defaults (the message hub is stored plain), and they resume and
+test with the tools. The resumed file carries a payload in the config text
+mmengine's resume executes (meta['config'], meta['cfg']): it must not run.
+Detection also builds DetInferencer from the checkpoint alone (its config
+text, rendered as data). Segmentation also checks that a test run that fails
+half-way leaves no --out folder behind."""
 import glob
 import os
 import os.path as osp
@@ -81,7 +84,6 @@ def test_runner_checkpoint_resumes_and_tests_without_trust(
                          'seg': 'mmseg'}[task])
     import torch
 
-    from mmmobilemamba.checkpoint import allowed_global_names
     folder = request.getfixturevalue('tiny_imagenet_folder') \
         if task == 'cls' else None
     coco = request.getfixturevalue('tiny_coco') if task == 'det' else None
@@ -91,13 +93,19 @@ def test_runner_checkpoint_resumes_and_tests_without_trust(
     run_tool('tools/train.py', config, '--work-dir', work, '--cfg-options',
              *opts, _length(unit, 1), env=ENV)
     first = osp.join(work, f'{unit}_1.pth')
-    needed = set(torch.serialization.get_unsafe_globals_in_checkpoint(first))
-    assert needed <= allowed_global_names(), needed - allowed_global_names()
+    assert torch.serialization.get_unsafe_globals_in_checkpoint(first) == []
 
+    marker = str(tmp_path / 'PAYLOAD_RAN')
+    evil = torch.load(first, weights_only=True)
+    payload = f"gpu_ids = [0]\n_x = __import__('os').makedirs({marker!r})\n"
+    evil['meta'].update(config=payload, cfg=evil['meta']['cfg'] + payload)
+    torch.save(evil, first)
     out = run_tool('tools/train.py', config, '--work-dir', work, '--resume',
-                   '--cfg-options', *opts, _length(unit, 2), env=ENV)
+                   first, '--cfg-options', *opts, _length(unit, 2), env=ENV)
     resumed = 'resumed epoch: 1,' if unit == 'epoch' else 'iter: 1\n'
     assert resumed in out, out[-3000:]
+    assert not osp.exists(marker)
+    assert 'call to __import__' in out, out[-3000:]
     last = osp.join(work, f'{unit}_2.pth')
     assert osp.isfile(last)
 
@@ -107,6 +115,24 @@ def test_runner_checkpoint_resumes_and_tests_without_trust(
 
     if task == 'seg':
         _seg_failure_leaves_no_out_folder(config, last, opts, ade, tmp_path)
+    if task == 'det':
+        _inferencer_from_checkpoint_alone(last, coco)
+
+
+def _inferencer_from_checkpoint_alone(ckpt, coco):
+    """A stock use: DetInferencer(model=None, weights=CKPT) builds the model
+    from the config text in the checkpoint (rendered as data by the
+    loader) and predicts."""
+    image = sorted(glob.glob(osp.join(coco, '**', '*.jpg'),
+                             recursive=True))[0]
+    out = run_tool('-c', (
+        'import mmmobilemamba\n'
+        'from mmdet.apis import DetInferencer\n'
+        f'inferencer = DetInferencer(model=None, weights={ckpt!r}, '
+        "device='cpu')\n"
+        f'result = inferencer({image!r})\n'
+        "print('PREDICTIONS', len(result['predictions']))"), env=ENV)
+    assert 'PREDICTIONS 1' in out, out[-3000:]
 
 
 def _seg_failure_leaves_no_out_folder(config, ckpt, opts, ade, tmp_path):
