@@ -84,7 +84,11 @@ def register_all() -> Dict[str, List[str]]:
         names = []
         for entry in REGISTRATIONS[scope]:
             cls = _load(entry)
-            registry.register_module(module=cls, force=True)
+            # a wrapper that builds other modules binds this toolbox's scope
+            module = cls.for_scope(scope) if hasattr(cls, 'for_scope') \
+                else cls
+            registry.register_module(module=module, name=cls.__name__,
+                                     force=True)
             names.append(cls.__name__)
         from .utils import input_checks
         input_checks.install(scope)

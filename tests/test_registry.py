@@ -8,6 +8,8 @@ import pytest
 import mmmobilemamba
 from mmmobilemamba.registry import REGISTRATIONS, installed_toolboxes
 
+from .helpers import REPO
+
 
 @pytest.mark.parametrize('scope', ['mmpretrain', 'mmdet', 'mmseg'])
 def test_backbone_registered_in_each_toolbox(scope):
@@ -79,3 +81,32 @@ model = MobileMamba(arch='T2', out_indices=(1, 2, 3)).eval()
 outs = model(torch.randn(1, 3, 64, 64))
 assert [o.shape[1] for o in outs] == [144, 272, 368]
 """)
+
+
+@pytest.mark.parametrize('config,scope', [
+    ('configs/mobilemamba/peft/mobilemamba-t2-lora_1xb32_digits-32px.py',
+     'mmpretrain'),
+    ('configs/retinanet_mobilemamba_b1_lora.py', 'mmdet'),
+])
+def test_lora_config_builds_from_its_toolbox_registry(config, scope):
+    """MobileMambaLoRA builds the model it wraps with the scope of the
+    registry that builds it: no default scope needs to be set."""
+    pytest.importorskip(scope)
+    code = f'''
+import mmmobilemamba
+from mmengine.config import Config
+from mmengine.registry import DefaultScope
+from {scope}.registry import MODELS
+cfg = Config.fromfile({config!r})
+cfg.model.module.backbone.init_cfg = None
+assert DefaultScope.get_current_instance() is None
+model = MODELS.build(cfg.model)
+print(type(model).__name__, type(model.model).__name__)
+assert DefaultScope.get_current_instance() is None
+'''
+    proc = subprocess.run([sys.executable, '-c', code], cwd=REPO,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    wrapped = {'mmpretrain': 'ImageClassifier', 'mmdet': 'RetinaNet'}[scope]
+    assert f'MobileMambaLoRA {wrapped}' in proc.stdout, proc.stdout[-3000:]

@@ -191,6 +191,28 @@ class MobileMambaLoRA(BaseModule):
     # ------------------------------------------------------------------
     # Targets and what trains
     # ------------------------------------------------------------------
+    @classmethod
+    def for_scope(cls, scope: str):
+        """What toolbox ``scope``'s MODELS registry holds under this class's
+        name (:mod:`mmmobilemamba.registry`): a build function that
+        constructs the wrapper with ``scope`` as the default scope.
+
+        The wrapped module's config (``type='ImageClassifier'``,
+        ``'RetinaNet'``, ...) is built through mmengine's root registry,
+        which finds the toolbox's classes only under a default scope;
+        ``mmdet.registry.MODELS.build(cfg.model)`` of a LoRA config set none
+        ("ImageClassifier is not in the mmengine::model registry").
+        """
+
+        def build(*args, **kwargs):
+            from mmengine.registry import DefaultScope
+            with DefaultScope.overwrite_default_scope(scope):
+                return cls(*args, **kwargs)
+
+        build.__name__ = build.__qualname__ = cls.__name__
+        build.__module__, build.__doc__ = cls.__module__, cls.__doc__
+        return build
+
     def _candidates(self) -> List[Tuple[str, nn.Module, Optional[str]]]:
         """Names a target may match: modules, and SS2D projection tensors
         (name, module, tensor or None)."""
