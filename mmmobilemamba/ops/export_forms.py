@@ -42,25 +42,9 @@ def export_target() -> Optional[str]:
     return None
 
 
-_disabled = False
-
-
 def delegate_forms() -> bool:
     """Whether the graph being built should use the delegate forms."""
-    return not _disabled and export_target() in DELEGATE_FORM_TARGETS
-
-
-@contextlib.contextmanager
-def without_delegate_forms() -> Iterator[None]:
-    """Trace with the eager forms: to compare a program built with them
-    against one built with the delegate forms (docs/deployment.md#delegation).
-    """
-    global _disabled
-    previous, _disabled = _disabled, True
-    try:
-        yield
-    finally:
-        _disabled = previous
+    return export_target() in DELEGATE_FORM_TARGETS
 
 
 @contextlib.contextmanager

@@ -28,10 +28,6 @@ import torch.nn.functional as F
 
 from .export_forms import delegate_forms
 
-#: Sub-band names in channel order.
-HAAR_BANDS = ('LL', 'b1', 'b2', 'b3')
-
-
 def _subband_channels(y: torch.Tensor) -> int:
     """C of a (B, 4C, h, w) sub-band tensor; a clear error otherwise."""
     if y.shape[1] % 4:

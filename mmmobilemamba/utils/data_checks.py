@@ -7,6 +7,9 @@ import os.path as osp
 from typing import Iterator, List, Tuple
 
 # dataset type -> (what it is, how to get a small one in the real format)
+# a dataset type without its own entry below
+_OTHER_DATASET = ('the dataset', 'one of tools/dataset_converters/make_*.py '
+                  '(COCO, ADE20K and ImageNet-folder formats)')
 DATASET_HELP = {
     'ImageNet': ('ImageNet-1k in mmpretrain folder format',
                  'python tools/dataset_converters/make_imagenet_folder.py '
@@ -82,8 +85,7 @@ def check_dataset_paths(cfg, splits=('train', 'val', 'test')) -> None:
             if not missing:
                 continue
             ds_type = str(ds.get('type', '')).split('.')[-1]
-            what, how = DATASET_HELP.get(
-                ds_type, ('the dataset', 'see docs/datasets.md'))
+            what, how = DATASET_HELP.get(ds_type, _OTHER_DATASET)
             root = ds.get('data_root') or osp.dirname(missing[0][1])
             lines = '\n'.join(f'    {k}: {p}' for k, p in missing)
             problems.append(
