@@ -153,3 +153,61 @@ def _seg_failure_leaves_no_out_folder(config, ckpt, opts, ade, tmp_path):
     assert code != 0 and f'cannot read image {victim}' in out, out[-3000:]
     assert not osp.exists(dump)
     assert not glob.glob(str(tmp_path / '.preds*'))
+
+
+STOCK_RUN = '''
+import sys
+import mmmobilemamba
+from mmengine.config import Config
+from mmengine.runner import Runner
+config, root, work, epochs, resume, full = sys.argv[1:7]
+if full == 'full':  # the reference: numpy and HistoryBuffer unpickled
+    import torch
+    from mmengine.runner import CheckpointLoader
+    CheckpointLoader.register_scheme(
+        prefixes='', force=True, loader=lambda f, map_location=None: torch.load(
+            f, map_location=map_location, weights_only=False))
+cfg = Config.fromfile(config)
+for split in ('train', 'val', 'test'):
+    cfg[f'{split}_dataloader'].dataset.data_root = root
+cfg.work_dir = work
+cfg.train_cfg.max_epochs = int(epochs)
+if resume != '-':
+    cfg.resume, cfg.load_from = True, resume
+Runner.from_cfg(cfg).train()
+'''
+
+
+@pytest.mark.slow
+def test_stock_runner_checkpoint_resumes_as_when_unpickled_in_full(
+        tiny_imagenet_folder, tmp_path):
+    """A checkpoint written by a stock mmengine Runner (HistoryBuffers and
+    numpy values in its message hub, no project hook) resumes through the
+    checked stand-ins to exactly the weights of a resume that unpickles it
+    in full (torch.load(weights_only=False): the same objects as the
+    allowlist of real numpy globals that loading used before)."""
+    from ..helpers import assert_same_weights
+    config = osp.join(REPO, 'tests', 'data', 'configs',
+                      'stock_resnet_tiny_folder.py')
+    first = str(tmp_path / 'first')
+    run_tool('-c', STOCK_RUN, config, tiny_imagenet_folder, first, '1', '-',
+             '-', env=ENV)
+    ckpt = osp.join(first, 'epoch_1.pth')
+    import torch
+    needed = torch.serialization.get_unsafe_globals_in_checkpoint(ckpt)
+    assert any('HistoryBuffer' in n for n in needed), needed  # stock form
+    runs = {}
+    for name in ('checked', 'full'):
+        work = str(tmp_path / name)
+        out = run_tool('-c', STOCK_RUN, config, tiny_imagenet_folder, work,
+                       '2', ckpt, name, env=ENV)
+        assert 'resumed epoch: 1' in out, out[-3000:]
+        runs[name] = osp.join(work, 'epoch_2.pth')
+    assert_same_weights(runs['checked'], runs['full'])
+    # the resumed message hub carried the first epoch's history over alike
+    from ..helpers import load
+    hubs = [load(runs[k])['message_hub']['log_scalars'] for k in runs]
+    for key in ('train/loss', 'train/lr'):
+        (log_a, count_a), (log_b, count_b) = (h[key].data for h in hubs)
+        assert len(log_a) == 16 and (log_a == log_b).all() and \
+            (count_a == count_b).all(), key
