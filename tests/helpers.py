@@ -42,6 +42,20 @@ def data_root_options(root: str) -> list:
             for split in ('train', 'val', 'test')]
 
 
+def own_loader_options(config: str, max_workers: int = 2) -> list:
+    """``--cfg-options`` entries giving a config's training dataloader back
+    its own ``num_workers`` (at most ``max_workers``, to fit CI) and
+    ``persistent_workers``; placed after entries that turned workers off,
+    they win. The sampler is left as the config has it."""
+    from mmengine.config import Config
+    loader = Config.fromfile(config,
+                             import_custom_modules=False).train_dataloader
+    workers = min(int(loader.get('num_workers', 0)), max_workers)
+    persistent = bool(loader.get('persistent_workers')) and workers > 0
+    return [f'train_dataloader.num_workers={workers}',
+            f'train_dataloader.persistent_workers={persistent}']
+
+
 def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
     """max |a - b| / max |b|."""
     return ((a - b).abs().max() / b.abs().max().clamp_min(1e-12)).item()

@@ -84,13 +84,17 @@ class ResumableBatchSampler(Sampler):
             (``sampler`` and ``batch_size`` are filled in). None: torch's
             BatchSampler.
         drop_last (bool): For torch's BatchSampler. Defaults to False.
+        held (bool): Start held (see :meth:`hold`). Defaults to False.
     """
 
     def __init__(self,
                  sampler: Sampler,
                  batch_size: int,
                  batch_sampler: Optional[dict] = None,
-                 drop_last: bool = False) -> None:
+                 drop_last: bool = False,
+                 held: bool = False) -> None:
+        if not isinstance(held, bool):
+            raise TypeError(f'held must be a bool, got {held!r}')
         if batch_sampler is None:
             self.batch_sampler = BatchSampler(sampler, batch_size, drop_last)
         else:
@@ -104,15 +108,49 @@ class ResumableBatchSampler(Sampler):
         self.seed = 0
         self.epoch = 0
         self._skip = 0
+        self._held = held
+
+    @property
+    def held(self) -> bool:
+        """Whether iterating yields nothing until :meth:`set_position`."""
+        return self._held
+
+    def hold(self) -> None:
+        """Yield no batch, and draw nothing from the index sampler, until
+        the next :meth:`set_position`.
+
+        For a loop that must create a dataloader iterator before it knows
+        the run's seed (mmengine's IterBasedTrainLoop does in ``__init__``,
+        before a resume restores the seed). Indices drawn by such an early
+        iterator (a worker's prefetch) cannot be given back, and with
+        mmengine's InfiniteSampler they cannot even be drawn again: all its
+        iterators share one index generator, which ends for good once any
+        started iterator over it is closed.
+        """
+        self._held = True
 
     def set_position(self, seed: int, epoch: int, skip: int = 0) -> None:
         """Set the base seed and epoch of the next pass, and how many of its
-        first batches to leave out (they were trained before a resume)."""
+        first batches to leave out (they were trained before a resume).
+        Releases a :meth:`hold`."""
+        if int(skip) < 0:
+            raise ValueError(f'skip must be >= 0, got {skip}')
         self.seed = int(seed)
         self.epoch = int(epoch)
         self._skip = int(skip)
+        self._held = False
 
     def __iter__(self) -> Iterator[List[Tuple[int, int]]]:
+        # decided when the iterator is made: a DataLoader may make one and
+        # start it only later
+        if self._held:
+            return iter(())
+        return self._batches()
+
+    def _batches(self) -> Iterator[List[Tuple[int, int]]]:
+        # the skip is taken by the first iterator that starts: a
+        # multi-process DataLoader makes one it never starts before the one
+        # it uses
         skip, self._skip = self._skip, 0
         # the sampler's own epoch tells apart the passes of an iteration-
         # based loop, which does not call set_position between them

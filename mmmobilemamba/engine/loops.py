@@ -11,10 +11,20 @@ from torch.utils.data import DataLoader
 from .data import ResumableBatchSampler
 
 
-def resumable_dataloader_cfg(cfg: dict) -> dict:
+def resumable_dataloader_cfg(cfg: dict, held: bool = False) -> dict:
     """A copy of a training dataloader config whose dataset seeds every
     sample from its position (:mod:`mmmobilemamba.engine.data`) and whose
-    batch sampler can start an epoch part-way."""
+    batch sampler can start an epoch part-way.
+
+    Args:
+        cfg (dict): The dataloader config.
+        held (bool): Build the ResumableBatchSampler held: it yields nothing
+            until its position is set. Defaults to False.
+    """
+    if not isinstance(cfg, dict):
+        raise TypeError(f'a dataloader config must be a dict, got {cfg!r}')
+    if 'dataset' not in cfg:
+        raise ValueError(f"a dataloader config needs a 'dataset': {cfg!r}")
     cfg = copy.deepcopy(cfg)
     dataset = cfg['dataset']
     if not (isinstance(dataset, dict)
@@ -27,6 +37,8 @@ def resumable_dataloader_cfg(cfg: dict) -> dict:
             type='ResumableBatchSampler',
             batch_sampler=cfg.pop('batch_sampler', None),
             drop_last=cfg.pop('drop_last', False))
+    if held:
+        cfg['batch_sampler']['held'] = True
     return cfg
 
 
@@ -116,6 +128,14 @@ class ResumableIterBasedTrainLoop(IterBasedTrainLoop):
     (:mod:`mmmobilemamba.engine.data`) the replay and everything after it
     load exactly what the uninterrupted run loaded.
 
+    The run's seed is known only in :meth:`run` (a resume may restore it
+    after the loop is built), but IterBasedTrainLoop creates its dataloader
+    iterator in ``__init__``. The batch sampler is therefore held until
+    :meth:`run` sets its position, so that the early iterator draws no index:
+    the index sampler (mmengine's InfiniteSampler in the iteration-based
+    configs) is iterated exactly once, by :meth:`run`'s iterator, whatever
+    the number of workers and whether they persist.
+
     Arguments are IterBasedTrainLoop's. A dataloader config is changed by
     :func:`resumable_dataloader_cfg`.
     """
@@ -129,9 +149,18 @@ class ResumableIterBasedTrainLoop(IterBasedTrainLoop):
                  dynamic_intervals: Optional[List[Tuple[int, int]]] = None
                  ) -> None:
         if isinstance(dataloader, dict):
-            dataloader = resumable_dataloader_cfg(dataloader)
+            dataloader = resumable_dataloader_cfg(dataloader, held=True)
+        elif isinstance(getattr(dataloader, 'batch_sampler', None),
+                        ResumableBatchSampler):
+            dataloader.batch_sampler.hold()
         super().__init__(runner, dataloader, max_iters, val_begin,
                          val_interval, dynamic_intervals)
+        dataset = self.dataloader.dataset
+        if hasattr(dataset, '__len__') and len(dataset) == 0:
+            # an InfiniteSampler would search for an index forever
+            root = getattr(dataset, 'data_root', None)
+            raise ValueError('the training dataset is empty' +
+                             (f' (data_root: {root})' if root else ''))
         sampler = getattr(self.dataloader, 'batch_sampler', None)
         self._batch_sampler = sampler if isinstance(
             sampler, ResumableBatchSampler) else None
@@ -141,6 +170,15 @@ class ResumableIterBasedTrainLoop(IterBasedTrainLoop):
         taken from the checkpoint after this loop was built."""
         if self._batch_sampler is not None:
             self._batch_sampler.set_position(self.runner.seed, 0)
+            # the iterator made in __init__ drew nothing (the sampler was
+            # held); with persistent workers this one reuses its workers
             self.dataloader_iterator = _InfiniteDataloaderIterator(
                 self.dataloader)
-        return super().run()
+        try:
+            return super().run()
+        except StopIteration as e:
+            # what mmengine lets out when a restarted dataloader is empty
+            raise RuntimeError(
+                'the training dataloader yielded no batch, even after a '
+                f'restart, at iteration {self._iter}: its sampler ended and '
+                'yields nothing when iterated again') from e

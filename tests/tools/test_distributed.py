@@ -15,6 +15,8 @@ RANK_DUMP = osp.join(REPO, 'tests', 'data', 'configs',
                      'stock_resnet_tiny_folder_rank_dump.py')
 MM_CONFIG = osp.join(REPO, 'tests', 'data', 'configs',
                      'mobilemamba_t2_tiny_folder_rank_dump.py')
+ITER_CONFIG = osp.join(REPO, 'tests', 'data', 'configs',
+                       'stock_resnet_tiny_folder_iter_rank_dump.py')
 
 
 def _free_port() -> int:
@@ -23,9 +25,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def train_two_ranks(config: str, work: str, cfg_options: list):
+def train_two_ranks(config: str, work: str, cfg_options: list,
+                    checkpoint: str = 'epoch_1.pth'):
     """Run ``tools/dist_train.sh CONFIG 2`` on CPU (gloo) and check that both
-    ranks end with identical parameters and a world size of 2.
+    ranks end with identical parameters and a world size of 2, and that the
+    run saved ``checkpoint``.
 
     Returns:
         tuple: rank 0's parameters and the texts of the run's log files.
@@ -44,7 +48,7 @@ def train_two_ranks(config: str, work: str, cfg_options: list):
     assert s0.keys() == s1.keys()
     for key in s0:
         assert torch.equal(s0[key], s1[key]), f'ranks differ at {key}'
-    assert osp.isfile(osp.join(work, 'epoch_1.pth'))
+    assert osp.isfile(osp.join(work, checkpoint))
     logs = [open(osp.join(root, f)).read()
             for root, _, files in os.walk(work) for f in files
             if f.endswith('.log')]
@@ -70,3 +74,14 @@ def test_mobilemamba_two_cpu_processes_stay_in_sync(tiny_imagenet_folder,
     zero_init = [k for k in s0 if k.endswith('mrffi.proj.bn.weight')]
     assert zero_init and any(s0[k].abs().max() > 0 for k in zero_init)
     assert any('accuracy/top1' in log for log in logs)  # validated too
+
+
+@pytest.mark.slow
+def test_iteration_based_with_persistent_workers_past_one_pass(
+        tiny_imagenet_folder, tmp_path):
+    _, logs = train_two_ranks(ITER_CONFIG, str(tmp_path / 'dist_iter'),
+                              data_root_options(tiny_imagenet_folder),
+                              checkpoint='iter_6.pth')
+    assert any('Iter(train) [6/6]' in log for log in logs)
+    # each rank's InfiniteSampler went on into its second pass
+    assert not any('Reach the end of the dataloader' in log for log in logs)
