@@ -61,7 +61,8 @@ def _replace_sync_bn(node) -> int:
 
 
 def _single_process_adjustments(cfg: Config, launcher: str) -> None:
-    """Make multi-GPU configs run unchanged in one (CPU) process.
+    """Make multi-GPU configs run unchanged in one (CPU) process, or in
+    several CPU processes.
 
     Every change is logged: a config is never altered silently.
     """
@@ -70,6 +71,13 @@ def _single_process_adjustments(cfg: Config, launcher: str) -> None:
         if n:
             warnings.warn(f'not distributed: {n} SyncBN layer config(s) '
                           'replaced by BN (SyncBN needs a process group)')
+    elif not torch.cuda.is_available():
+        n = _replace_sync_bn(cfg.model)
+        if n:
+            warnings.warn(f'distributed on CPUs (gloo): {n} SyncBN layer '
+                          "config(s) replaced by BN (torch's SyncBatchNorm "
+                          'runs on GPUs only); BatchNorm statistics are per '
+                          'process')
     wrapper = cfg.get('optim_wrapper') or {}
     if not torch.cuda.is_available() and wrapper.get('type') == \
             'AmpOptimWrapper':

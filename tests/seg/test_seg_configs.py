@@ -147,3 +147,28 @@ def test_sync_bn_becomes_bn_in_one_process(name, tiny_ade20k, tmp_path):
         w.message) for w in caught)
     assert 'SyncBN' in str(Config.fromfile(_config(name)).model)
     assert 'SyncBN' not in str(cfg.model)
+
+
+def test_sync_bn_becomes_bn_when_distributed_on_cpus(tiny_ade20k, tmp_path,
+                                                     monkeypatch):
+    """torch's SyncBatchNorm runs on GPUs only: a gloo launch on CPUs
+    (tools/dist_train.sh on a machine without CUDA) gets BN, with a
+    warning; the process group itself is not needed for the config."""
+    import torch
+    from mmengine.config import Config
+
+    import mmmobilemamba.utils.runner_setup as runner_setup
+    from mmmobilemamba.data_gen import ade20k_cfg_options
+    name = 'deeplabv3'
+    opts = ade20k_cfg_options(Config.fromfile(_config(name)), tiny_ade20k)
+    monkeypatch.setattr(runner_setup, 'setup_distributed',
+                        lambda cfg, launcher: setattr(cfg, 'launcher',
+                                                      launcher))
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        cfg = runner_setup.prepare_train_config(
+            _config(name), work_dir=str(tmp_path), cfg_options=opts,
+            launcher='pytorch')
+    assert any('distributed on CPUs' in str(w.message) for w in caught)
+    assert 'SyncBN' not in str(cfg.model) and cfg.launcher == 'pytorch'
