@@ -273,7 +273,7 @@ def test_not_a_checkpoint_says_what_it_is(tmp_path, content, expected):
 def test_torchscript_and_tar_and_broken_zip_are_named(tmp_path):
     script = str(tmp_path / 'scripted.pt')
     torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), script)
-    with pytest.raises(CorruptCheckpointError, match='scripted.pt is a '
+    with pytest.raises(CorruptCheckpointError, match='scripted.pt: a '
                        'TorchScript archive.*torch.jit.load'):
         load_checkpoint_file(script)
 
@@ -373,7 +373,8 @@ def test_image_pixel_limit_and_empty_images(tmp_path, monkeypatch):
         check_image_file(small)
     monkeypatch.delenv(MAX_PIXELS_ENV)
     empty = _write(tmp_path / 'empty.jpg', b'')
-    with pytest.raises(BadInputFileError, match='empty.jpg is empty'):
+    with pytest.raises(BadInputFileError, match='cannot read image .*empty'
+                       '.jpg .*the file is empty'):
         checked_imread(empty)
     junk = _write(tmp_path / 'junk.jpg', b'\xff\xd8\xff' + bytes(50))
     with pytest.raises(BadInputFileError, match='cannot read image .*junk'):
@@ -406,7 +407,7 @@ def test_inferencers_refuse_huge_and_empty_images(tmp_path):
     assert code == 0, out
     assert out.count('REFUSED BadInputFileError') == 3, out
     assert out.count('huge.png declares 10000x10000') == 2, out
-    assert 'empty.png is empty' in out, out
+    assert 'empty.png (0 bytes): EOFError: the file is empty' in out, out
 
 
 # 6 (fuzzing): the CI share of tools/analysis_tools/fuzz_checkpoints.py

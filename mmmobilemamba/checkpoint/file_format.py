@@ -69,9 +69,9 @@ def _what_it_looks_like(head: bytes) -> str:
 def _not_a_checkpoint(filename: str, size: int, head: bytes
                       ) -> CorruptCheckpointError:
     return CorruptCheckpointError(
-        f'{filename} ({size} bytes) is not a PyTorch checkpoint: it starts '
-        f'with {head[:32]!r}, {_what_it_looks_like(head)}. Download or save '
-        'it again.')
+        f'cannot read checkpoint {filename} ({size} bytes): not a PyTorch '
+        f'checkpoint: it starts with {head[:32]!r}, '
+        f'{_what_it_looks_like(head)}. Download or save it again.')
 
 
 def _zip_records(filename: str, size: int, limit: float
@@ -81,23 +81,24 @@ def _zip_records(filename: str, size: int, limit: float
             infos = archive.infolist()
     except Exception as err:  # noqa: BLE001  (zipfile raises many kinds)
         raise CorruptCheckpointError(
-            f'{filename} ({size} bytes) is a corrupt or truncated zip '
-            f'archive ({type(err).__name__}: {err}); it was probably cut '
-            'short by an interrupted download, copy or save. Download or '
-            'save it again; to resume training, pass an earlier checkpoint '
-            'of the work dir to --resume.') from None
+            f'cannot read checkpoint {filename} ({size} bytes): a corrupt or '
+            f'truncated zip archive ({type(err).__name__}: {err}); it was '
+            'probably cut short by an interrupted download, copy or save. '
+            'Download or save it again; to resume training, pass an earlier '
+            'checkpoint of the work dir to --resume.') from None
     names = [info.filename for info in infos]
     prefix = names[0].split('/', 1)[0] + '/' if names and '/' in names[0] \
         else ''
     if prefix + 'constants.pkl' in names:
         raise CorruptCheckpointError(
-            f'{filename} is a TorchScript archive (torch.jit.save), not a '
-            'checkpoint: load it with torch.jit.load, which runs its code, '
-            'only if you trust it.')
+            f'cannot read checkpoint {filename}: a TorchScript archive '
+            '(torch.jit.save), not a checkpoint; load it with torch.jit.load, '
+            'which runs its code, only if you trust it.')
     if prefix + 'data.pkl' not in names:
         raise CorruptCheckpointError(
-            f'{filename} ({size} bytes) is a zip archive but not a PyTorch '
-            f'checkpoint (no data.pkl; entries: {names[:5]}).')
+            f'cannot read checkpoint {filename} ({size} bytes): a zip archive '
+            f'but not a PyTorch checkpoint (no data.pkl; entries: '
+            f'{names[:5]}).')
     expanded = sum(info.file_size for info in infos)
     if expanded > limit * max(size, 1):
         raise CheckpointLimitError(
@@ -134,13 +135,16 @@ def inspect_checkpoint(filename: str,
         head = f.read(512)
     if size == 0:
         raise CorruptCheckpointError(
-            f'{filename} is empty (0 bytes): an interrupted download, copy '
-            'or save. Download or save it again.')
+            f'cannot read checkpoint {filename}: the file is empty (0 bytes), '
+            'truncated by an interrupted download, copy or save. Download or '
+            'save it again; to resume training, pass an earlier checkpoint '
+            'of the work dir to --resume.')
     if head.startswith(_ZIP_MAGIC):
         return CheckpointFile('zip', _zip_records(filename, size, limit))
     if size >= 512 and _is_tar(filename):
         raise CorruptCheckpointError(
-            f'{filename} is in torch\'s legacy tar format (PyTorch < 0.4), '
+            f'cannot read checkpoint {filename}: torch\'s legacy tar format '
+            '(PyTorch < 0.4), '
             'which cannot be read without unpickling it in full. Load and '
             're-save it with a torch version of its time, in an environment '
             'you trust.')

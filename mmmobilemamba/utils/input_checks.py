@@ -98,8 +98,7 @@ def check_image_file(path, what: str = 'image') -> None:
     if not isinstance(path, (str, os.PathLike)) or not osp.isfile(path):
         return  # remote, in memory or missing: the reader names it
     if osp.getsize(path) == 0:
-        raise BadInputFileError(f'{what} {path} is empty (0 bytes): an '
-                                'interrupted download or copy.')
+        raise unreadable(path, what, EOFError('the file is empty'))
     import warnings
 
     from PIL import Image, UnidentifiedImageError
