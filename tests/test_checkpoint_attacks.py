@@ -187,7 +187,7 @@ def test_history_buffer_state_cannot_change_the_class(tmp_path):
 
 
 # 5. the allowlist is per load
-def test_allowlist_is_per_load_and_keeps_the_users_entries(tmp_path):
+def case_allowlist_is_per_load_and_keeps_the_users_entries(tmp_path):
     from mmengine.logging import HistoryBuffer
     stock = str(tmp_path / 'stock.pth')
     _stock_runner_checkpoint(stock)
@@ -222,7 +222,7 @@ def test_allowlist_is_per_load_and_keeps_the_users_entries(tmp_path):
         torch.serialization.add_safe_globals(before)
 
 
-def test_loads_in_threads_do_not_interfere(tmp_path):
+def case_loads_in_threads_do_not_interfere(tmp_path):
     stock = str(tmp_path / 'stock.pth')
     _stock_runner_checkpoint(stock)
     errors = []
@@ -254,23 +254,26 @@ def _write(path, data: bytes) -> str:
     return str(path)
 
 
-@pytest.mark.parametrize('content,expected', [
+NOT_CHECKPOINTS = [
     (b'<!DOCTYPE html><html><body>404 Not Found</body></html>' * 3,
      'not a PyTorch checkpoint.*HTML'),
     (bytes(range(256)) * 4, 'not a PyTorch checkpoint.*not a format'),
     (b'version https://git-lfs.github.com/spec/v1\noid sha256:ab\n',
      'Git LFS pointer'),
     (b'', 'empty \\(0 bytes\\)'),
-])
-def test_not_a_checkpoint_says_what_it_is(tmp_path, content, expected):
-    path = _write(tmp_path / 'model.pth', content)
-    with pytest.raises(CorruptCheckpointError, match=expected) as err:
-        load_checkpoint_file(path)
-    assert path in str(err.value)
-    assert '--trust-checkpoint' not in str(err.value)
+]
 
 
-def test_torchscript_and_tar_and_broken_zip_are_named(tmp_path):
+def case_not_a_checkpoint_says_what_it_is(tmp_path):
+    for i, (content, expected) in enumerate(NOT_CHECKPOINTS):
+        path = _write(tmp_path / f'model{i}.pth', content)
+        with pytest.raises(CorruptCheckpointError, match=expected) as err:
+            load_checkpoint_file(path)
+        assert path in str(err.value)
+        assert '--trust-checkpoint' not in str(err.value)
+
+
+def case_torchscript_and_tar_and_broken_zip_are_named(tmp_path):
     script = str(tmp_path / 'scripted.pt')
     torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), script)
     with pytest.raises(CorruptCheckpointError, match='scripted.pt: a '
@@ -296,7 +299,7 @@ def test_torchscript_and_tar_and_broken_zip_are_named(tmp_path):
     assert '%ld' not in str(err.value)
 
 
-def test_only_valid_files_needing_globals_get_the_trust_advice(tmp_path):
+def case_only_valid_files_needing_globals_get_the_trust_advice(tmp_path):
     """A malformed pickle is corrupt, not 'untrusted'."""
     path = str(tmp_path / 'odd.pth')
     torch.save({'w': torch.ones(2)}, path)
@@ -307,7 +310,7 @@ def test_only_valid_files_needing_globals_get_the_trust_advice(tmp_path):
 
 
 # 7. zip bombs
-def test_archive_expansion_is_limited(tmp_path, monkeypatch):
+def case_archive_expansion_is_limited(tmp_path):
     path = str(tmp_path / 'bomb.pth')
     torch.save({'w': torch.ones(2)}, path)
     with zipfile.ZipFile(path, 'a', zipfile.ZIP_DEFLATED) as archive:
@@ -317,7 +320,7 @@ def test_archive_expansion_is_limited(tmp_path, monkeypatch):
     with pytest.raises(CheckpointLimitError, match='bomb.pth.*limit of 4x'
                        f'.*{MAX_EXPANSION_ENV}'):
         load_checkpoint_file(path)
-    monkeypatch.setenv(MAX_EXPANSION_ENV, '1000')
+    os.environ[MAX_EXPANSION_ENV] = '1000'
     assert torch.equal(load_checkpoint_file(path)['w'], torch.ones(2))
     with pytest.raises(CheckpointLimitError, match='limit of 2x'):
         load_checkpoint_file(path, expansion_limit=2)
@@ -358,7 +361,7 @@ def _png_header_only(path, width, height) -> str:
                   chunk(b'IEND', b''))
 
 
-def test_image_pixel_limit_and_empty_images(tmp_path, monkeypatch):
+def case_image_pixel_limit_and_empty_images(tmp_path):
     from mmmobilemamba.utils.input_checks import (MAX_PIXELS_ENV,
                                                   BadInputFileError,
                                                   check_image_file,
@@ -367,11 +370,11 @@ def test_image_pixel_limit_and_empty_images(tmp_path, monkeypatch):
     with pytest.raises(BadInputFileError, match='huge.png declares '
                        '10000x10000.*limit of 89478485'):
         check_image_file(huge)
-    monkeypatch.setenv(MAX_PIXELS_ENV, '100')
+    os.environ[MAX_PIXELS_ENV] = '100'
     small = _png_header_only(tmp_path / 'small.png', 20, 20)
     with pytest.raises(BadInputFileError, match='limit of 100'):
         check_image_file(small)
-    monkeypatch.delenv(MAX_PIXELS_ENV)
+    del os.environ[MAX_PIXELS_ENV]
     empty = _write(tmp_path / 'empty.jpg', b'')
     with pytest.raises(BadInputFileError, match='cannot read image .*empty'
                        '.jpg .*the file is empty'):
@@ -408,6 +411,22 @@ def test_inferencers_refuse_huge_and_empty_images(tmp_path):
     assert out.count('REFUSED BadInputFileError') == 3, out
     assert out.count('huge.png declares 10000x10000') == 2, out
     assert 'empty.png (0 bytes): EOFError: the file is empty' in out, out
+
+
+# The cases above that load crafted files in this process run in a child
+# process each: a crash there fails the test instead of killing pytest.
+IN_A_CHILD = [name[len('case_'):] for name in dir() if name.startswith(
+    'case_')]
+
+
+@pytest.mark.parametrize('case', IN_A_CHILD)
+def test_case_in_a_subprocess(case, tmp_path):
+    code, out = run_python(f"""
+        import pathlib
+        from tests.test_checkpoint_attacks import case_{case}
+        case_{case}(pathlib.Path({str(tmp_path)!r}))
+        print('CASE OK')""")
+    assert code == 0 and 'CASE OK' in out, f'exit {code}:\n{out[-4000:]}'
 
 
 # 6 (fuzzing): the CI share of tools/analysis_tools/fuzz_checkpoints.py
