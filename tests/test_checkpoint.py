@@ -280,3 +280,30 @@ def test_key_report_and_fusion_hint_live_in_one_helper(tmp_path):
     with pytest.raises(ValueError, match='does not match the model.*look '
                        'BN-fused'):
         check_checkpoint_matches(MobileMamba('T2'), path)
+
+
+def test_plain_message_hub_loads_back_as_history_buffers(tmp_path):
+    """The project's checkpoints store the message hub plain
+    (ResumableCheckpointHook); the loader gives MessageHub.load_state_dict
+    the HistoryBuffers and numpy values it expects."""
+    import numpy as np
+    from mmengine.logging import HistoryBuffer, MessageHub
+
+    from mmmobilemamba.checkpoint.runner_state import plain_message_hub
+    hub = MessageHub('plain-hub-test')
+    for value in (0.5, 0.25):
+        hub.update_scalar('train/loss', value)
+    hub.update_info('eta', np.float64(3.5))
+    hub.update_info('hist', np.arange(3, dtype=np.int32))
+    path = str(tmp_path / 'plain.pth')
+    torch.save(dict(message_hub=plain_message_hub(hub.state_dict())), path)
+    assert torch.serialization.get_unsafe_globals_in_checkpoint(path) == []
+    state = load_checkpoint_file(path)['message_hub']
+    loss = state['log_scalars']['train/loss']
+    assert isinstance(loss, HistoryBuffer)
+    assert loss.statistics('mean') == pytest.approx(0.375)
+    assert state['runtime_info']['eta'] == 3.5
+    assert state['runtime_info']['hist'].tolist() == [0, 1, 2]
+    resumed = MessageHub('plain-hub-resumed')
+    resumed.load_state_dict(state)
+    assert resumed.get_scalar('train/loss').current() == 0.25

@@ -123,6 +123,10 @@ def load_checkpoint_file(filename: str,
             checkpoint = materialize(
                 restricted_load(filename, found, map_location,
                                 unpickler_globals()), created)
+        if isinstance(checkpoint, dict) and is_plain_message_hub(
+                checkpoint.get('message_hub')):
+            checkpoint['message_hub'] = message_hub_from_plain(
+                checkpoint['message_hub'])
     except pickle.UnpicklingError as err:
         names = _disallowed(filename, err)
         if names is None:
@@ -137,10 +141,6 @@ def load_checkpoint_file(filename: str,
                 'just these types, register them with '
                 'torch.serialization.add_safe_globals([...]).') from None
         return _load_trusted(filename, map_location, ', '.join(names))
-        if isinstance(checkpoint, dict) and is_plain_message_hub(
-                checkpoint.get('message_hub')):
-            checkpoint['message_hub'] = message_hub_from_plain(
-                checkpoint['message_hub'])
     except RunnerStateError as err:
         raise CorruptCheckpointError(
             f'refusing checkpoint {filename}: its message hub is not what an '
