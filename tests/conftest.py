@@ -1,5 +1,6 @@
 """Session fixtures: small generated datasets (ImageNet folder, COCO,
-ADE20K), each built once per session."""
+ADE20K, written by tools/dataset_converters/), each built once per
+session."""
 import pytest
 
 
@@ -22,27 +23,30 @@ def _isolate_default_scope():
 @pytest.fixture(scope='session')
 def tiny_imagenet_folder(tmp_path_factory):
     """10 shape classes, 12 train / 4 val images each, 56 px."""
-    from mmmobilemamba.data_gen import make_imagenet_folder
+    from .helpers import load_tool
     root = str(tmp_path_factory.mktemp('tiny_imagenet_folder'))
-    make_imagenet_folder(root, num_train_per_class=12, num_val_per_class=4,
-                         image_size=56, seed=0)
+    tool = load_tool('dataset_converters/make_imagenet_folder.py')
+    tool.make_imagenet_folder(root, num_train_per_class=12,
+                              num_val_per_class=4, image_size=56, seed=0)
     return root
 
 
 @pytest.fixture(scope='session')
 def tiny_coco(tmp_path_factory):
     """4 train / 2 val images of 160-224 px with 1-3 objects each."""
-    from mmmobilemamba.data_gen import make_coco
+    from .helpers import load_tool
     root = str(tmp_path_factory.mktemp('tiny_coco'))
-    make_coco(root, num_train=4, num_val=2, size_range=(160, 224),
-              max_objects=3, seed=0)
+    load_tool('dataset_converters/make_coco.py').make_coco(
+        root, num_train=4, num_val=2, size_range=(160, 224), max_objects=3,
+        seed=0)
     return root
 
 
 @pytest.fixture(scope='session')
 def tiny_ade20k(tmp_path_factory):
     """8 training / 3 validation scenes of 120-180 px (ADE20K layout)."""
-    from mmmobilemamba.data_gen import make_ade20k
+    from .helpers import load_tool
     root = str(tmp_path_factory.mktemp('ADEChallengeData2016'))
-    make_ade20k(root, num_train=8, num_val=3, size_range=(120, 180), seed=0)
+    load_tool('dataset_converters/make_ade20k.py').make_ade20k(
+        root, num_train=8, num_val=3, size_range=(120, 180), seed=0)
     return root

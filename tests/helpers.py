@@ -1,12 +1,15 @@
 """The tests' one helpers module: repository paths, running tools/ as a user
-would, model builders and comparisons, and a writer of the authors'
-release checkpoint layout. Session fixtures (generated datasets) live in
-conftest.py."""
+would or loading one as a module, model builders and comparisons, and a
+writer of the authors' release checkpoint layout. Session fixtures
+(generated datasets) live in conftest.py."""
+import functools
+import importlib.util
 import math
 import os
 import os.path as osp
 import subprocess
 import sys
+import types
 from typing import Dict, Sequence
 
 import torch
@@ -34,6 +37,25 @@ def run_tool(*args: str, cwd: str = REPO, env: dict = None,
         raise AssertionError(f'{" ".join(args)} exited {proc.returncode}:\n'
                              f'{proc.stdout[-6000:]}')
     return proc.stdout if check else (proc.returncode, proc.stdout)
+
+
+@functools.lru_cache(maxsize=None)
+def load_tool(path: str) -> types.ModuleType:
+    """A file of tools/ loaded as a module, e.g. the dataset generators.
+
+    Tools are scripts, not a package, so the file is loaded by its path
+    (once per session); its ``main`` does not run.
+
+    Args:
+        path (str): Path under tools/, e.g.
+            ``'dataset_converters/make_coco.py'``.
+    """
+    name = 'tools_' + osp.splitext(path)[0].replace('/', '_')
+    spec = importlib.util.spec_from_file_location(
+        name, osp.join(REPO, 'tools', path))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def data_root_options(root: str) -> list:

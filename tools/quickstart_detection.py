@@ -7,9 +7,9 @@
 1. writes a small COCO-format dataset (``tools/dataset_converters/
    make_coco.py``: 256x256 images with one to three textured polygons of six
    classes, boxes and masks) unless ``--data`` already holds one;
-2. trains ``configs/retinanet_mobilemamba_b1.py`` on it with
-   ``tools/train.py``, from scratch (no pretrained weights), with the T2
-   backbone variant and a slimmer neck/head so it fits a laptop CPU
+2. trains ``configs/retinanet/retinanet_mobilemamba-b1_fpn_1x_coco.py`` on
+   it with ``tools/train.py``, from scratch (no pretrained weights), with the
+   T2 backbone variant and a slimmer neck/head so it fits a laptop CPU
    (``--arch B1`` keeps the config's backbone);
 3. evaluates the last checkpoint with ``tools/test.py`` (COCO bbox mAP via
    ``CocoMetric``) and writes drawn predictions to ``WORK_DIR/vis``.
@@ -23,12 +23,14 @@ import argparse
 import os
 import os.path as osp
 import re
+import runpy
 import subprocess
 import sys
 import time
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-CONFIG = 'configs/retinanet_mobilemamba_b1.py'
+CONFIG = 'configs/retinanet/retinanet_mobilemamba-b1_fpn_1x_coco.py'
+MAKE_COCO = 'tools/dataset_converters/make_coco.py'
 #: make_coco.py arguments of the generated data: 256x256 images, 1-3
 #: objects whose circumradius is 14-30 % of the side (boxes of about 70-150
 #: px, the sizes of the RetinaNet anchors on strides 8-32)
@@ -61,8 +63,11 @@ def quickstart_options(root: str, epochs: int, arch: str = 'T2',
     import mmmobilemamba  # noqa: F401
     from mmengine.config import Config
 
-    from mmmobilemamba.data_gen.coco import coco_cfg_options
     from mmmobilemamba.models.backbones.mobilemamba import resolve_arch
+
+    # the converter is a script, not a module: run its file for its function
+    coco_cfg_options = runpy.run_path(
+        osp.join(REPO, MAKE_COCO))['coco_cfg_options']
     cfg = Config.fromfile(osp.join(REPO, CONFIG))
     opts = coco_cfg_options(cfg, root, image_scale, num_workers=0)
     half = epochs // 2
@@ -130,7 +135,7 @@ def main(argv=None):
     os.makedirs(work, exist_ok=True)
     if not osp.isfile(osp.join(data, 'annotations',
                                'instances_val2017.json')):
-        _run(['tools/dataset_converters/make_coco.py', data, '--num-train',
+        _run([MAKE_COCO, data, '--num-train',
               str(args.num_train), '--num-val', str(args.num_val),
               *DATA_ARGS],
              osp.join(work, 'make_coco.out'))

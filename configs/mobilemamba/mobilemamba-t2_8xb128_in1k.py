@@ -10,7 +10,7 @@ _base_ = [
     '../_base_/models/mobilemamba-t2.py',
     '../_base_/datasets/imagenet_bs128_mobilemamba.py',
     '../_base_/schedules/mobilemamba_bs1024_adamw_300e.py',
-    '../_base_/default_runtime_cls.py',
+    '../_base_/default_runtime.py',
 ]
 
 img_size = 192

@@ -10,10 +10,10 @@ from ..helpers import REPO
 pytest.importorskip('mmdet')
 
 CONFIGS = {
-    'retinanet': 'configs/retinanet_mobilemamba_b1.py',
-    'mask-rcnn': 'configs/mask-rcnn_mobilemamba_b1_fpn_1x_coco.py',
-    'ssdlite-320': 'configs/ssdlite_mobilemamba_b1_coco-320.py',
-    'ssdlite-512': 'configs/ssdlite_mobilemamba_b1_coco-512.py',
+    'retinanet': 'configs/retinanet/retinanet_mobilemamba-b1_fpn_1x_coco.py',
+    'mask-rcnn': 'configs/mask-rcnn/mask-rcnn_mobilemamba-b1_fpn_1x_coco.py',
+    'ssdlite-320': 'configs/ssdlite/ssdlite_mobilemamba-b1_600e_coco-320.py',
+    'ssdlite-512': 'configs/ssdlite/ssdlite_mobilemamba-b1_600e_coco-512.py',
 }
 
 
@@ -50,6 +50,15 @@ def test_config_reads_coco_and_needs_no_download(name):
     assert ann == 'data/coco/annotations/instances_val2017.json'
     assert cfg.test_evaluator.type == 'CocoMetric'
     assert cfg.default_hooks.visualization.type == 'DetVisualizationHook'
+
+
+def test_short_retinanet_name_is_the_full_config():
+    """configs/retinanet_mobilemamba_b1.py, the name users type, stays an
+    alias of the RetinaNet config."""
+    from mmengine.config import Config
+    alias = Config.fromfile(
+        osp.join(REPO, 'configs', 'retinanet_mobilemamba_b1.py'))
+    assert alias.to_dict() == _cfg('retinanet').to_dict()
 
 
 def test_fpn_detectors_follow_the_release():

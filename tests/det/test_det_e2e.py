@@ -11,14 +11,14 @@ import shutil
 
 import pytest
 
-from ..helpers import REPO, run_tool
+from ..helpers import REPO, load_tool, run_tool
 
 pytest.importorskip('mmdet')
 
 CONFIGS = {
-    'retinanet': 'configs/retinanet_mobilemamba_b1.py',
-    'mask-rcnn': 'configs/mask-rcnn_mobilemamba_b1_fpn_1x_coco.py',
-    'ssdlite-320': 'configs/ssdlite_mobilemamba_b1_coco-320.py',
+    'retinanet': 'configs/retinanet/retinanet_mobilemamba-b1_fpn_1x_coco.py',
+    'mask-rcnn': 'configs/mask-rcnn/mask-rcnn_mobilemamba-b1_fpn_1x_coco.py',
+    'ssdlite-320': 'configs/ssdlite/ssdlite_mobilemamba-b1_600e_coco-320.py',
 }
 # Small images and cheap settings so each detector trains in seconds on a
 # CPU; the real config files are used, only overridden.
@@ -48,7 +48,8 @@ def options(name, root):
     import mmmobilemamba  # noqa: F401
     from mmengine.config import Config
 
-    from mmmobilemamba.data_gen.coco import coco_cfg_options
+    coco_cfg_options = load_tool(
+        'dataset_converters/make_coco.py').coco_cfg_options
     cfg = Config.fromfile(osp.join(REPO, CONFIGS[name]))
     opts = coco_cfg_options(cfg, root, IMAGE_SCALE.get(name, (192, 128)),
                             num_workers=0)
@@ -154,7 +155,8 @@ def test_missing_dataset_names_path_and_generator(tool, tmp_path):
     import mmmobilemamba  # noqa: F401
     from mmengine.config import Config
 
-    from mmmobilemamba.data_gen.coco import coco_cfg_options
+    coco_cfg_options = load_tool(
+        'dataset_converters/make_coco.py').coco_cfg_options
     opts = as_cli(coco_cfg_options(Config.fromfile(osp.join(REPO, config)),
                                    missing))
     if tool == 'train':
@@ -179,7 +181,8 @@ def test_missing_annotation_file_is_named(tiny_coco, tmp_path):
     import mmmobilemamba  # noqa: F401
     from mmengine.config import Config
 
-    from mmmobilemamba.data_gen.coco import coco_cfg_options
+    coco_cfg_options = load_tool(
+        'dataset_converters/make_coco.py').coco_cfg_options
     opts = as_cli(coco_cfg_options(Config.fromfile(osp.join(REPO, config)),
                                    root))
     code, out = run_tool('tools/train.py', config, '--work-dir',

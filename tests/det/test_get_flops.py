@@ -22,18 +22,21 @@ def test_default_sizes():
     from mmengine.config import Config
 
     from mmmobilemamba.analysis.dense_parts import fixed_test_size
-    fpn = Config.fromfile(osp.join(REPO, 'configs',
-                                   'retinanet_mobilemamba_b1.py'))
+    fpn = Config.fromfile(osp.join(
+        REPO, 'configs', 'retinanet',
+        'retinanet_mobilemamba-b1_fpn_1x_coco.py'))
     assert fixed_test_size(fpn) is None  # -> the 1280x800 default
     for size in (320, 512):
         ssd = Config.fromfile(osp.join(
-            REPO, 'configs', f'ssdlite_mobilemamba_b1_coco-{size}.py'))
+            REPO, 'configs', 'ssdlite',
+            f'ssdlite_mobilemamba-b1_600e_coco-{size}.py'))
         assert fixed_test_size(ssd) == (size, size)
 
 
 def test_counts_backbone_neck_and_dense_head():
     tool = _tool()
-    config = osp.join(REPO, 'configs', 'retinanet_mobilemamba_b1.py')
+    config = osp.join(REPO, 'configs', 'retinanet',
+                      'retinanet_mobilemamba-b1_fpn_1x_coco.py')
     small = tool.analyse(config, (64, 64))
     assert set(small['by_part']) == {'backbone', 'neck', 'dense_head'}
     assert sum(f for _, f in small['by_part'].values()) == small['flops']
@@ -53,14 +56,16 @@ def test_counts_backbone_neck_and_dense_head():
 def test_two_stage_counts_rpn_not_roi_head():
     tool = _tool()
     res = tool.analyse(
-        osp.join(REPO, 'configs', 'mask-rcnn_mobilemamba_b1_fpn_1x_coco.py'),
+        osp.join(REPO, 'configs', 'mask-rcnn',
+                 'mask-rcnn_mobilemamba-b1_fpn_1x_coco.py'),
         (64, 64))
     assert 'RPNHead' in res['counted'] and 'RoI head' in res['counted']
     assert res['params_all'] > res['params'] + 10e6  # RoI heads left out
 
 
 def test_cli_prints_the_convention(tmp_path):
-    out = run_tool(TOOL, 'configs/ssdlite_mobilemamba_b1_coco-320.py',
+    out = run_tool(TOOL,
+                   'configs/ssdlite/ssdlite_mobilemamba-b1_600e_coco-320.py',
                    '--shape', '96', '96')
     assert 'input: 1x3x96x96' in out
     assert 'multiply-accumulates' in out and '9*B*L*D*N + B*D*L' in out

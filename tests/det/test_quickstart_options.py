@@ -3,29 +3,19 @@ config of the slim from-scratch RetinaNet that trains at 256 px.
 
 (The quick start itself runs end to end as README's first command in CI.)
 """
-import importlib.util
 import os.path as osp
 
 import pytest
 import torch
 
-from ..helpers import REPO
+from ..helpers import REPO, load_tool
 
 pytest.importorskip('mmdet')
 
 
-def _quickstart():
-    spec = importlib.util.spec_from_file_location(
-        'quickstart_detection',
-        osp.join(REPO, 'tools', 'quickstart_detection.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _merged_cfg(tmp_path, epochs=5, arch='T2'):
     from mmengine.config import Config
-    qs = _quickstart()
+    qs = load_tool('quickstart_detection.py')
     opts = qs.quickstart_options(str(tmp_path), epochs, arch)
     cfg = Config.fromfile(osp.join(REPO, qs.CONFIG))
     cfg.merge_from_dict(opts)

@@ -33,14 +33,14 @@ def test_auto_scale_lr_only_with_the_flag(flag, tiny_imagenet_folder):
 
 
 @pytest.mark.parametrize('config', [
-    'retinanet_mobilemamba_b1.py', 'mask-rcnn_mobilemamba_b1_fpn_1x_coco.py',
-    'ssdlite_mobilemamba_b1_coco-320.py',
-    'deeplabv3_mobilemamba_b4-80k_ade20k-512x512.py',
-    'configs/mobilemamba/digits/resnet18_1xb64_digits-32px.py'
+    'retinanet/retinanet_mobilemamba-b1_fpn_1x_coco.py',
+    'mask-rcnn/mask-rcnn_mobilemamba-b1_fpn_1x_coco.py',
+    'ssdlite/ssdlite_mobilemamba-b1_600e_coco-320.py',
+    'deeplabv3/deeplabv3_mobilemamba-b4_80k_ade20k-512x512.py',
+    'resnet/resnet18_1xb64_digits-32px.py'
 ])
 def test_tools_train_makes_every_config_resumable(config):
-    path = config if config.startswith('configs/') else f'configs/{config}'
-    cfg = Config.fromfile(osp.join(REPO, path))
+    cfg = Config.fromfile(osp.join(REPO, 'configs', config))
     make_resumable(cfg)
     assert cfg.default_hooks.checkpoint.type == 'ResumableCheckpointHook'
     assert cfg.train_cfg.type in ('ResumableEpochBasedTrainLoop',

@@ -8,12 +8,12 @@ import warnings
 import pytest
 import torch
 
-from ..helpers import REPO
+from ..helpers import REPO, load_tool
 
 CONFIGS = {
-    'deeplabv3': 'deeplabv3_mobilemamba_b4-80k_ade20k-512x512.py',
-    'pspnet': 'pspnet_mobilemamba_b4-80k_ade20k-512x512.py',
-    'fpn': 'fpn_mobilemamba_b4-160k_ade20k-512x512.py',
+    'deeplabv3': 'deeplabv3/deeplabv3_mobilemamba-b4_80k_ade20k-512x512.py',
+    'pspnet': 'pspnet/pspnet_mobilemamba-b4_80k_ade20k-512x512.py',
+    'fpn': 'sem-fpn/sem-fpn_mobilemamba-b4_160k_ade20k-512x512.py',
 }
 # Release params of backbone + decode head (+ neck), auxiliary head left
 # out as mmseg's get_flops does; (value in M, tolerance in M). DeepLabv3's
@@ -134,7 +134,8 @@ def test_whole_image_inference_on_an_odd_size(name):
 
 @pytest.mark.parametrize('name', sorted(CONFIGS))
 def test_sync_bn_becomes_bn_in_one_process(name, tiny_ade20k, tmp_path):
-    from mmmobilemamba.data_gen import ade20k_cfg_options
+    ade20k_cfg_options = load_tool(
+        'dataset_converters/make_ade20k.py').ade20k_cfg_options
     from mmmobilemamba.utils import prepare_train_config
     from mmengine.config import Config
     cfg = Config.fromfile(_config(name))
@@ -158,7 +159,8 @@ def test_sync_bn_becomes_bn_when_distributed_on_cpus(tiny_ade20k, tmp_path,
     from mmengine.config import Config
 
     import mmmobilemamba.utils.runner_setup as runner_setup
-    from mmmobilemamba.data_gen import ade20k_cfg_options
+    ade20k_cfg_options = load_tool(
+        'dataset_converters/make_ade20k.py').ade20k_cfg_options
     name = 'deeplabv3'
     opts = ade20k_cfg_options(Config.fromfile(_config(name)), tiny_ade20k)
     monkeypatch.setattr(runner_setup, 'setup_distributed',

@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ..helpers import REPO, own_loader_options, run_tool
+from ..helpers import REPO, load_tool, own_loader_options, run_tool
 
 CONFIGS = {
-    'deeplabv3': 'deeplabv3_mobilemamba_b4-80k_ade20k-512x512.py',
-    'pspnet': 'pspnet_mobilemamba_b4-80k_ade20k-512x512.py',
-    'fpn': 'fpn_mobilemamba_b4-160k_ade20k-512x512.py',
+    'deeplabv3': 'deeplabv3/deeplabv3_mobilemamba-b4_80k_ade20k-512x512.py',
+    'pspnet': 'pspnet/pspnet_mobilemamba-b4_80k_ade20k-512x512.py',
+    'fpn': 'sem-fpn/sem-fpn_mobilemamba-b4_160k_ade20k-512x512.py',
 }
 # 8 training scenes at batch 2: the 5th iteration is the first of the
 # second pass over the data
@@ -38,7 +38,8 @@ def _data_options(name, root):
     """``k=v`` strings pointing a config at ``root`` with small images."""
     from mmengine.config import Config
 
-    from mmmobilemamba.data_gen import ade20k_cfg_options
+    ade20k_cfg_options = load_tool(
+        'dataset_converters/make_ade20k.py').ade20k_cfg_options
     cfg = Config.fromfile(_config(name), import_custom_modules=False)
     opts = ade20k_cfg_options(cfg, root, crop_size=CROP, num_workers=0)
     # no pretrained weights exist here: train from scratch

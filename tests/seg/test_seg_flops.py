@@ -19,9 +19,9 @@ def _get_flops():
 
 
 @pytest.mark.parametrize('config, parts', [
-    ('pspnet_mobilemamba_b4-80k_ade20k-512x512.py',
+    ('pspnet/pspnet_mobilemamba-b4_80k_ade20k-512x512.py',
      ['backbone', 'decode_head']),
-    ('fpn_mobilemamba_b4-160k_ade20k-512x512.py',
+    ('sem-fpn/sem-fpn_mobilemamba-b4_160k_ade20k-512x512.py',
      ['backbone', 'neck', 'decode_head']),
 ])
 def test_mmseg_branch_counts_backbone_neck_and_decode_head(config, parts):

@@ -10,7 +10,7 @@ import shutil
 import pytest
 import torch
 
-from ..helpers import REPO, data_root_options, run_tool
+from ..helpers import REPO, data_root_options, load_tool, run_tool
 
 STOCK = osp.join(REPO, 'tests', 'data', 'configs',
                  'stock_resnet_tiny_folder.py')
@@ -105,7 +105,7 @@ def test_invalid_coco_json_is_named(tmp_path):
     import mmmobilemamba  # noqa: F401
     from mmdet.registry import DATASETS
 
-    from mmmobilemamba.data_gen import make_coco
+    make_coco = load_tool('dataset_converters/make_coco.py').make_coco
     from mmmobilemamba.utils.input_checks import BadInputFileError
     root = str(tmp_path / 'coco')
     make_coco(root, num_train=1, num_val=1, size_range=(64, 80),
@@ -121,8 +121,8 @@ def test_invalid_coco_json_is_named(tmp_path):
                             data_prefix=dict(img='val2017/'), pipeline=[]))
     # the train tool stops with it before training
     code, out = run_tool(
-        'tools/train.py', osp.join(REPO, 'configs',
-                                   'retinanet_mobilemamba_b1.py'),
+        'tools/train.py', osp.join(REPO, 'configs', 'retinanet',
+                                   'retinanet_mobilemamba-b1_fpn_1x_coco.py'),
         '--work-dir', str(tmp_path / 'w'), '--cfg-options',
         f'train_dataloader.dataset.data_root={root}',
         'train_dataloader.dataset.ann_file=annotations/'

@@ -13,7 +13,7 @@ import shutil
 
 import pytest
 
-from ..helpers import REPO, run_tool
+from ..helpers import REPO, load_tool, run_tool
 
 ENV = {'OMP_NUM_THREADS': '1', 'MMMOBILEMAMBA_TRUST_CHECKPOINTS': ''}
 
@@ -43,8 +43,9 @@ def _det_task(_, tiny_coco):
     import mmmobilemamba  # noqa: F401
     from mmengine.config import Config
 
-    from mmmobilemamba.data_gen.coco import coco_cfg_options
-    config = 'configs/retinanet_mobilemamba_b1.py'
+    coco_cfg_options = load_tool(
+        'dataset_converters/make_coco.py').coco_cfg_options
+    config = 'configs/retinanet/retinanet_mobilemamba-b1_fpn_1x_coco.py'
     opts = coco_cfg_options(Config.fromfile(osp.join(REPO, config)),
                             tiny_coco, (192, 128), num_workers=0)
     opts.update({'model.backbone.init_cfg': None,
@@ -57,8 +58,9 @@ def _det_task(_, tiny_coco):
 def _seg_task(_, tiny_ade20k):
     from mmengine.config import Config
 
-    from mmmobilemamba.data_gen import ade20k_cfg_options
-    config = 'configs/fpn_mobilemamba_b4-160k_ade20k-512x512.py'
+    ade20k_cfg_options = load_tool(
+        'dataset_converters/make_ade20k.py').ade20k_cfg_options
+    config = 'configs/sem-fpn/sem-fpn_mobilemamba-b4_160k_ade20k-512x512.py'
     cfg = Config.fromfile(osp.join(REPO, config), import_custom_modules=False)
     opts = ade20k_cfg_options(cfg, tiny_ade20k, crop_size=128, num_workers=0)
     opts['model.backbone.init_cfg'] = None

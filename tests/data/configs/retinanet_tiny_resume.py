@@ -1,7 +1,8 @@
-# configs/retinanet_mobilemamba_b1.py with a KillHook (tests/data/kill_hook.py)
+# configs/retinanet/retinanet_mobilemamba-b1_fpn_1x_coco.py with a KillHook
+# (tests/data/kill_hook.py)
 # for the kill-and-resume test, idle unless custom_hooks.0.after_iter is set;
 # the test shrinks data and model through --cfg-options.
-_base_ = ['../../../configs/retinanet_mobilemamba_b1.py']
+_base_ = ['../../../configs/retinanet/retinanet_mobilemamba-b1_fpn_1x_coco.py']
 custom_imports = dict(
     imports=['mmmobilemamba', 'tests.data.kill_hook'],
     allow_failed_imports=False)

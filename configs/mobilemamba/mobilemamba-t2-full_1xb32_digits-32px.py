@@ -5,10 +5,10 @@
 #     python tools/dataset_converters/make_imagenet_folder.py \
 #         data/peft/digits32 --source digits --size 32 \
 #         --train-per-class 30 --val-per-class 50
-# The digits recipe (../digits/) for 15 epochs without EMA (the
-# comparison is between training methods, all four use this recipe); the
-# head starts afresh.
-_base_ = '../digits/mobilemamba-t2_1xb32_digits-32px.py'
+# The digits recipe (./mobilemamba-t2_1xb32_digits-32px.py) for 15 epochs
+# without EMA (the comparison is between training methods, all four use
+# this recipe); the head starts afresh.
+_base_ = './mobilemamba-t2_1xb32_digits-32px.py'
 
 # The source backbone; another one: --cfg-options
 # model.backbone.init_cfg.checkpoint=PATH (LoRA configs:

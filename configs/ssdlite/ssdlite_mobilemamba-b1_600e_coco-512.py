@@ -1,7 +1,7 @@
 # SSDLite, MobileMamba-B1 backbone, 512x512 input, COCO (the release reports
 # 29.5 box AP; docs/architecture.md#downstream).
 #
-#   python tools/train.py configs/ssdlite_mobilemamba_b1_coco-512.py
+#   python tools/train.py configs/ssdlite/ssdlite_mobilemamba-b1_600e_coco-512.py
 #
 # Same model and schedule as the 320 config; the input is 512x512, so the six
 # SSD levels are 32, 16, 8, 4, 2 and 1 cells wide, i.e. strides 16, 32, 64,
@@ -14,7 +14,7 @@
 #
 # Params 17.97 M (release 18.0 M); FLOPs at 512x512: 4.46 G (release 4.4 G).
 # Details: docs/detection.md (get_flops.py).
-_base_ = './ssdlite_mobilemamba_b1_coco-320.py'
+_base_ = './ssdlite_mobilemamba-b1_600e_coco-320.py'
 
 input_size = 512
 model = dict(

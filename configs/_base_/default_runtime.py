@@ -1,4 +1,5 @@
-# Runtime for the MobileMamba classification configs (mmpretrain).
+# Runtime of the classification configs (mmpretrain); the detection and
+# segmentation configs take mmdet's / mmseg's own default_runtime.py.
 default_scope = 'mmpretrain'
 # registers MobileMamba, its head and the distiller in mmpretrain
 custom_imports = dict(imports=['mmmobilemamba'], allow_failed_imports=False)

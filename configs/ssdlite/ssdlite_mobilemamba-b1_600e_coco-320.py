@@ -1,8 +1,8 @@
 # SSDLite, MobileMamba-B1 backbone, 320x320 input, COCO (the release reports
 # 24.0 box AP; docs/architecture.md#downstream).
 #
-#   python tools/train.py configs/ssdlite_mobilemamba_b1_coco-320.py
-#   python tools/test.py configs/ssdlite_mobilemamba_b1_coco-320.py CKPT
+#   python tools/train.py configs/ssdlite/ssdlite_mobilemamba-b1_600e_coco-320.py
+#   python tools/test.py configs/ssdlite/ssdlite_mobilemamba-b1_600e_coco-320.py CKPT
 #
 # Everything not set here is mmdet's SSDLite-MobileNetV2 recipe: depthwise SSD
 # neck and head with BN (eps 1e-3, momentum 0.03) and ReLU6, anchors at
@@ -16,7 +16,7 @@
 # Details: docs/detection.md (get_flops.py).
 _base_ = [
     'mmdet::ssd/ssdlite_mobilenetv2-scratch_8xb24-600e_coco.py',
-    './_base_/det/mobilemamba_b1_det_backbone.py',
+    '../_base_/models/mobilemamba-b1_det-backbone.py',
 ]
 
 model = dict(

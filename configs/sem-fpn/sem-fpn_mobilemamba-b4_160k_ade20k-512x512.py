@@ -1,8 +1,8 @@
 # Semantic FPN, MobileMamba-B4 backbone, 160k iterations on ADE20K at 512x512
 # (the release reports 42.5 mIoU; docs/architecture.md#downstream).
 #
-#   python tools/train.py configs/fpn_mobilemamba_b4-160k_ade20k-512x512.py
-#   python tools/test.py configs/fpn_mobilemamba_b4-160k_ade20k-512x512.py CKPT
+#   python tools/train.py configs/sem-fpn/sem-fpn_mobilemamba-b4_160k_ade20k-512x512.py
+#   python tools/test.py configs/sem-fpn/sem-fpn_mobilemamba-b4_160k_ade20k-512x512.py CKPT
 #
 # FPN neck on the three backbone maps (strides 16/32/64, channels
 # 200/376/448) -> 3 x 256 channels; FPN head (128 channels) merges them at
@@ -12,8 +12,8 @@ _base_ = [
     'mmseg::_base_/models/fpn_r50.py',
     'mmseg::_base_/datasets/ade20k.py',
     'mmseg::_base_/default_runtime.py',
-    './_base_/seg/schedule_160k_adamw.py',
-    './_base_/seg/mobilemamba_b4_seg_backbone.py',
+    '../_base_/schedules/schedule_adamw_160k.py',
+    '../_base_/models/mobilemamba-b4_seg-backbone.py',
 ]
 
 norm_cfg = _base_.sync_norm_cfg

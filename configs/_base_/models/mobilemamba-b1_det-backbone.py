@@ -1,4 +1,5 @@
-# MobileMamba-B1 as a detection backbone, shared by the configs in configs/.
+# MobileMamba-B1 as a detection backbone, shared by the configs in
+# configs/{retinanet,mask-rcnn,ssdlite}/.
 #
 # ImageNet-pretrained weights come from a local file through init_cfg (never a
 # download): a classification checkpoint of this project (keys

@@ -1,16 +1,18 @@
-"""The COCO-format generator: json readable by pycocotools, masks inside
-their boxes, deterministic, and the CLI."""
+"""tools/dataset_converters/make_coco.py: json readable by pycocotools,
+masks inside their boxes, deterministic, and the CLI."""
 import json
 import os.path as osp
 
 import numpy as np
 import pytest
 
-from mmmobilemamba.data_gen import COCO_SHAPE_CATEGORIES, make_coco
-from mmmobilemamba.data_gen.coco import (COCO_CATEGORIES, polygon_area,
-                                         shape_polygon)
+from ..helpers import load_tool, run_tool
 
-from ..helpers import run_tool
+tool = load_tool('dataset_converters/make_coco.py')
+COCO_CATEGORIES = tool.COCO_CATEGORIES
+COCO_SHAPE_CATEGORIES = tool.COCO_SHAPE_CATEGORIES
+make_coco, polygon_area, shape_polygon = (tool.make_coco, tool.polygon_area,
+                                          tool.shape_polygon)
 
 
 @pytest.fixture(scope='module')

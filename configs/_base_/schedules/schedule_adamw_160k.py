@@ -1,5 +1,5 @@
-# 160k-iteration version of schedule_80k_adamw.py (Semantic FPN).
-_base_ = ['./schedule_80k_adamw.py']
+# 160k-iteration version of schedule_adamw_80k.py (Semantic FPN).
+_base_ = ['./schedule_adamw_80k.py']
 
 param_scheduler = [
     dict(

@@ -1,5 +1,5 @@
 # MobileMamba-B4 as a segmentation backbone, shared by the ADE20K configs in
-# configs/ (Semantic FPN, DeepLabv3, PSPNet; docs/architecture.md#downstream).
+# configs/{sem-fpn,deeplabv3,pspnet}/ (docs/architecture.md#downstream).
 #
 # ImageNet-pretrained weights come from a local file through init_cfg (never a
 # download): a classification checkpoint of this project (keys

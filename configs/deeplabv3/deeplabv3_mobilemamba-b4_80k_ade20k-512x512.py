@@ -1,8 +1,8 @@
 # DeepLabv3, MobileMamba-B4 backbone, 80k iterations on ADE20K at 512x512
 # (the release reports 36.6 mIoU; docs/architecture.md#downstream).
 #
-#   python tools/train.py configs/deeplabv3_mobilemamba_b4-80k_ade20k-512x512.py
-#   python tools/test.py configs/deeplabv3_mobilemamba_b4-80k_ade20k-512x512.py CKPT
+#   python tools/train.py configs/deeplabv3/deeplabv3_mobilemamba-b4_80k_ade20k-512x512.py
+#   python tools/test.py configs/deeplabv3/deeplabv3_mobilemamba-b4_80k_ade20k-512x512.py CKPT
 #
 # ASPP (256 channels, dilations 1/12/24/36) on the stride-64 map (448 ch);
 # auxiliary FCN head on stage 2 (stride 32, 376 ch), loss weight 0.4.
@@ -11,8 +11,8 @@ _base_ = [
     'mmseg::_base_/models/deeplabv3_r50-d8.py',
     'mmseg::_base_/datasets/ade20k.py',
     'mmseg::_base_/default_runtime.py',
-    './_base_/seg/schedule_80k_adamw.py',
-    './_base_/seg/mobilemamba_b4_seg_backbone.py',
+    '../_base_/schedules/schedule_adamw_80k.py',
+    '../_base_/models/mobilemamba-b4_seg-backbone.py',
 ]
 
 norm_cfg = _base_.sync_norm_cfg

@@ -1,5 +1,5 @@
-"""The ImageNet-folder writer's real-image source (scikit-learn's digit
-scans): layout, labels, disjoint splits, and errors."""
+"""tools/dataset_converters/make_imagenet_folder.py's real-image source
+(scikit-learn's digit scans): layout, labels, disjoint splits, errors."""
 import os
 import os.path as osp
 
@@ -7,7 +7,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mmmobilemamba.data_gen import DIGIT_CLASSES, make_imagenet_folder
+from ..helpers import load_tool
+
+tool = load_tool('dataset_converters/make_imagenet_folder.py')
+DIGIT_CLASSES, make_imagenet_folder = (tool.DIGIT_CLASSES,
+                                       tool.make_imagenet_folder)
 
 pytest.importorskip('sklearn')
 
@@ -18,7 +22,6 @@ def _read_meta(root, split):
 
 
 def test_digits_layout_labels_and_pixels(tmp_path):
-    from mmmobilemamba.data_gen.imagenet_folder import load_digit_scans
     root = str(tmp_path / 'd')
     counts = make_imagenet_folder(root, 3, 2, image_size=24, source='digits')
     assert counts == {'train': 30, 'val': 20}
@@ -32,7 +35,7 @@ def test_digits_layout_labels_and_pixels(tmp_path):
             assert img.mode == 'RGB' and img.size == (24, 24)
     # ink is dark on white paper, and each image is one of the scans of its
     # digit (JPEG and upscaling blur it, so compare at 8x8)
-    scans = load_digit_scans()
+    scans = tool.load_digit_scans()
     rel, label = _read_meta(root, 'val')[0]
     img = Image.open(osp.join(root, 'val', rel)).convert('L')
     small = np.asarray(img.resize((8, 8), Image.BILINEAR), dtype=float)

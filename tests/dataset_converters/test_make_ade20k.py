@@ -1,5 +1,6 @@
-"""The ADE20K-format generator: folder layout, 150-class label indexing with
-0 = not labelled, readable by mmseg's ADE20KDataset, deterministic, CLI."""
+"""tools/dataset_converters/make_ade20k.py: folder layout, 150-class label
+indexing with 0 = not labelled, readable by mmseg's ADE20KDataset,
+deterministic, CLI."""
 import glob
 import os.path as osp
 
@@ -7,10 +8,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mmmobilemamba.data_gen import ADE20K_SCENE_CLASSES, make_ade20k
-from mmmobilemamba.data_gen.ade20k import draw_ade20k_scene
+from ..helpers import REPO, load_tool, run_tool
 
-from ..helpers import run_tool
+tool = load_tool('dataset_converters/make_ade20k.py')
+ADE20K_SCENE_CLASSES = tool.SCENE_CLASSES
+make_ade20k, draw_ade20k_scene = tool.make_ade20k, tool.draw_ade20k_scene
 
 
 @pytest.fixture(scope='module')
@@ -124,15 +126,13 @@ def test_cli(tmp_path):
 def test_cfg_options_point_a_config_at_the_data(small_ade):
     from mmengine.config import Config
 
-    from mmmobilemamba.data_gen import ade20k_cfg_options
-    from ..helpers import REPO
     root, _ = small_ade
     cfg = Config.fromfile(
         osp.join(REPO, 'configs',
-                 'pspnet_mobilemamba_b4-80k_ade20k-512x512.py'),
+                 'pspnet/pspnet_mobilemamba-b4_80k_ade20k-512x512.py'),
         import_custom_modules=False)
-    cfg.merge_from_dict(ade20k_cfg_options(cfg, root, crop_size=96,
-                                           num_workers=0))
+    cfg.merge_from_dict(tool.ade20k_cfg_options(cfg, root, crop_size=96,
+                                                num_workers=0))
     train = cfg.train_dataloader
     assert train.dataset.data_root == root
     steps = {s['type']: s for s in train.dataset.pipeline}
@@ -146,4 +146,4 @@ def test_cfg_options_point_a_config_at_the_data(small_ade):
             'Resize']['scale'] == (384, 96)
     assert cfg.model.data_preprocessor.size == (96, 96)
     with pytest.raises(ValueError, match='crop_size'):
-        ade20k_cfg_options(cfg, root, crop_size=(8, 8))
+        tool.ade20k_cfg_options(cfg, root, crop_size=(8, 8))

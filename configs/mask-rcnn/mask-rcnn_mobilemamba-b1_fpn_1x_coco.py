@@ -1,8 +1,8 @@
 # Mask R-CNN, MobileMamba-B1 backbone, 1x schedule on COCO (the release
 # reports 40.6 box AP / 37.4 mask AP; docs/architecture.md#downstream).
 #
-#   python tools/train.py configs/mask-rcnn_mobilemamba_b1_fpn_1x_coco.py
-#   python tools/test.py configs/mask-rcnn_mobilemamba_b1_fpn_1x_coco.py CKPT
+#   python tools/train.py configs/mask-rcnn/mask-rcnn_mobilemamba-b1_fpn_1x_coco.py
+#   python tools/test.py configs/mask-rcnn/mask-rcnn_mobilemamba-b1_fpn_1x_coco.py CKPT
 #
 # Neck: DeconvFPN with TWO chained 2x2 stride-2 transposed convs on the fused
 # stride-16 level, so the five outputs are strides 4, 8, 16, 32, 64, as the
@@ -14,8 +14,8 @@ _base_ = [
     'mmdet::_base_/models/mask-rcnn_r50_fpn.py',
     'mmdet::_base_/datasets/coco_instance.py',
     'mmdet::_base_/default_runtime.py',
-    './_base_/det/schedule_adamw_1x_mobilemamba.py',
-    './_base_/det/mobilemamba_b1_det_backbone.py',
+    '../_base_/schedules/schedule_adamw_1x.py',
+    '../_base_/models/mobilemamba-b1_det-backbone.py',
 ]
 
 model = dict(

@@ -1,12 +1,13 @@
 # A teacher for the CPU-scale distillation check (docs/classification.md):
 # mmpretrain's stock ResNet-18, unchanged but for 10 classes, trained on the
-# same 32 px digit scans as mobilemamba-t2_1xb32_digits-32px.py with a
+# same 32 px digit scans as
+# ../mobilemamba/mobilemamba-t2_1xb32_digits-32px.py with a
 # plain recipe (crops, AdamW, cosine, cross-entropy).
 # The lr (2e-3) is for one process of 64 images; for another total batch B
 # add --auto-scale-lr (lr * B / 64).
 _base_ = [
     'mmpretrain::_base_/models/resnet18.py',
-    '../../_base_/default_runtime_cls.py',
+    '../_base_/default_runtime.py',
 ]
 
 data_root = 'data/digits32'

@@ -4,7 +4,7 @@
 #     python tools/dataset_converters/make_imagenet_folder.py data/digits32 \
 #         --source digits --size 32 --train-per-class 120 --val-per-class 50
 #
-# It is the ImageNet recipe of ../mobilemamba-t2_8xb128_in1k.py (RandAugment,
+# It is the ImageNet recipe of ./mobilemamba-t2_8xb128_in1k.py (RandAugment,
 # random-interpolation crops, RandomErasing, Mixup/CutMix, label smoothing,
 # AdamW with no decay on 1-D parameters, warm-up + cosine, EMA, clipping)
 # with what the scale forces changed: the image size, the class count, one
@@ -16,7 +16,7 @@
 #
 # The lr (2e-3) is for one process of 32 images; for another total batch B
 # add --auto-scale-lr (lr * B / 32).
-_base_ = '../mobilemamba-t2_8xb128_in1k.py'
+_base_ = './mobilemamba-t2_8xb128_in1k.py'
 
 data_root = 'data/digits32'
 num_classes = 10

@@ -4,11 +4,13 @@
 #     python tools/dataset_converters/make_imagenet_folder.py \
 #         data/peft/shapes32 --source shapes --size 32 \
 #         --train-per-class 300 --val-per-class 50
-# Its checkpoint is the backbone the PEFT configs of this folder start from.
-# The digits proof-of-learning recipe (../digits/) with the data, the class
+# Its checkpoint is the backbone the PEFT configs (mobilemamba-t2-{full,
+# linear,lora,lora-r16}_1xb32_digits-32px.py) start from.
+# The digits proof-of-learning recipe
+# (./mobilemamba-t2_1xb32_digits-32px.py) with the data, the class
 # names, horizontal flips (a mirrored shape is that shape) and a 12-epoch
 # schedule changed.
-_base_ = '../digits/mobilemamba-t2_1xb32_digits-32px.py'
+_base_ = './mobilemamba-t2_1xb32_digits-32px.py'
 
 data_root = 'data/peft/shapes32'
 metainfo = dict(classes=[
