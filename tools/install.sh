@@ -94,11 +94,11 @@ from importlib.metadata import version
 from executorch.runtime import Runtime
 assert Runtime.get().backend_registry.is_available("XnnpackBackend")
 import mmmobilemamba
-from mmmobilemamba.ops.selective_scan.cpp_scan import cpp_isa, cpp_status
+from mmmobilemamba.ops.scan import cpu
 # this environment must have the compiled scan (a user's may fall back)
-ok = cpp_status(torch.device("cpu"))
+ok = cpu.status(torch.device("cpu"))
 assert ok is True, f"the compiled selective scan was not built: {ok}"
-print(f"compiled selective scan: {cpp_isa()} kernels")
+print(f"compiled selective scan: {cpu.isa()} kernels")
 from mmmobilemamba.ops.depthwise_conv import depthwise_missing
 assert depthwise_missing() is None, depthwise_missing()
 x, w = torch.randn(1, 8, 5, 5), torch.randn(8, 1, 3, 3)

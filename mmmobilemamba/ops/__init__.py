@@ -5,8 +5,8 @@ Nothing here imports an OpenMMLab package.
 import logging
 
 from .depthwise_conv import depthwise_conv2d, depthwise_missing
-from .selective_scan import (available_backends, selective_scan,
-                             selective_scan_bidirectional)
+from .scan import (available_backends, selective_scan,
+                   selective_scan_bidirectional)
 
 if depthwise_missing() is not None:
     logging.getLogger('mmmobilemamba').warning(

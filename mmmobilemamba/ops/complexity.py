@@ -2,22 +2,19 @@
 
 mmengine's ``FlopAnalyzer`` traces the model with ``torch.jit.trace`` and
 counts each traced node with a handle looked up by the node's kind. The
-``'cpp'``, ``'triton'`` and ``'torch'`` backends all run as one custom
-operator, which appears as the node ``mmmobilemamba::selective_scan``
-whichever of them ran, so they are counted the same. (``'ref'`` and
-``'export'`` are graphs of standard ops and are counted op by op.) mmengine
-0.10.7 has no public way to add a handle to every analyzer, so
+backends that run as the scan operator (``'cpp'``, ``'triton'``,
+``'torch'``; :mod:`mmmobilemamba.ops.scan.backends`) appear as one node
+``mmmobilemamba::selective_scan`` whichever of them ran, so they are counted
+the same; ``'ref'`` and ``'portable'`` are standard ops, counted op by op.
+mmengine 0.10.7 has no public way to add a handle to every analyzer, so
 :func:`register_flop_handles` adds ours to the table analyzers copy their
-handles from (``_DEFAULT_SUPPORTED_FLOP_OPS``). This is the only place that
+handles from (``_DEFAULT_SUPPORTED_FLOP_OPS``); this is the only place that
 touches it.
 
 The count follows the MobileMamba paper's table: ``9 * B * L * D * N +
 B * D * L`` for a scan over D channels (both directions together for the
 two-direction scan) with N states, in the analyzer's unit
-(multiply-accumulates).
-
-Importing this module needs only torch; the registration is a no-op when
-mmengine is missing.
+(multiply-accumulates). Importing this module needs only torch.
 """
 from typing import Any, List
 
@@ -39,18 +36,16 @@ def _shape(value: Any) -> List[int]:
 
 
 def scan_flop_jit(inputs: List[Any], outputs: List[Any]) -> int:
-    """mmengine handle for a traced scan node.
-
-    The node's inputs start with u (batch, dim, L), delta and A (K, dim, N)
-    for K scan directions; the count is over K * dim channels.
-    """
+    """mmengine handle for a traced scan node: its inputs start with u
+    (batch, dim, L), delta and A (K, dim, N), and the count is over K * dim
+    channels."""
     batch, _, length = _shape(inputs[0])
     k_dirs, dim, n_state = _shape(inputs[2])
     return scan_flops(batch, length, k_dirs * dim, n_state)
 
 
 def register_flop_handles() -> bool:
-    """Add the scan handles to mmengine's default FLOP handles.
+    """Add the scan handle to mmengine's default FLOP handles.
 
     Returns:
         bool: True if registered, False when mmengine is not installed.

@@ -7,17 +7,15 @@ padding)`` is built by ``setup.py`` from ``csrc/depthwise_cpu.cpp``
 ``F.conv2d(input, weight, bias, stride, padding, groups=C)`` for a float32
 CPU input and writes a channels-last result.
 
-:func:`depthwise_conv2d` is what models call: it runs the compiled kernel
-only where it is measured to win (:func:`use_compiled`, see
-docs/benchmarks/speed.md#depthwise) and ``F.conv2d`` everywhere else, so
-training, autograd, tracing and export always see the standard op.
+:func:`depthwise_conv2d` (and the ``'eager-cpu'`` deploy form) runs the
+compiled kernel only where it is measured to win (:func:`use_compiled`, see
+docs/benchmarks/speed.md#depthwise) and ``F.conv2d`` everywhere else.
 """
 from typing import Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 
-from .eager import eager_inference
 
 try:
     from . import _dwconv_cpu  # noqa: F401  (registers the op)
@@ -49,6 +47,13 @@ if _MISSING is None:
             memory_format=torch.channels_last)
 
 
+def no_grad_needed(*tensors: torch.Tensor) -> bool:
+    """Whether no gradient is asked for ``tensors``: the compiled inference
+    kernels (this one, the packed products) have no backward."""
+    return not (torch.is_grad_enabled()
+                and any(t.requires_grad for t in tensors))
+
+
 def depthwise_missing() -> Optional[str]:
     """Why the compiled kernel is not importable, or None when it is."""
     return _MISSING
@@ -58,14 +63,14 @@ def use_compiled(x: torch.Tensor, weight: torch.Tensor,
                  stride: Tuple[int, int], padding: Tuple[int, int],
                  dilation: Tuple[int, int]) -> bool:
     """Whether :func:`depthwise_conv2d` takes the compiled kernel for this
-    call: built, float32 on the CPU, no gradient needed, no tracer, dilation
+    call: built, float32 on the CPU, no gradient needed, dilation
     1, a kernel side of at most :data:`MAX_COMPILED_KERNEL` and at most
     :data:`MAX_COMPILED_WORK` multiply-adds."""
     if _MISSING is not None or x.device.type != 'cpu' or \
             x.dtype != torch.float32 or weight.dtype != torch.float32 or \
             tuple(dilation) != (1, 1):
         return False
-    if not eager_inference(x, weight):
+    if not no_grad_needed(x, weight):
         return False
     if x.dim() != 4 or x.shape[1] != weight.shape[0]:
         return False  # F.conv2d names the problem

@@ -10,7 +10,7 @@ of plain ``addmm`` at 1 thread, 0.96x at 2 (docs/benchmarks/speed.md).
 
 The packed copy lives outside the module (not in its state_dict), keyed
 by the weight tensor and repacked when the weight is modified in place or
-replaced. It is used only in eager inference on float32 CPU tensors; any
+replaced. It is used only on float32 CPU tensors that need no gradient; any
 other call is ``torch.addmm`` / ``F.linear``.
 """
 import weakref
@@ -19,7 +19,8 @@ from typing import Dict, Optional, Tuple
 import torch
 import torch.nn.functional as F
 
-from .eager import eager_inference
+from .depthwise_conv import no_grad_needed
+
 
 _AVAILABLE = (torch.backends.mkldnn.is_available()
               and hasattr(torch.ops.mkldnn, '_reorder_linear_weight')
@@ -52,7 +53,7 @@ def uses_packed(x: torch.Tensor, weight: torch.Tensor) -> bool:
     return (_AVAILABLE and isinstance(weight, torch.nn.Parameter)
             and x.device.type == 'cpu'
             and x.dtype == weight.dtype == torch.float32
-            and eager_inference(x, weight))
+            and no_grad_needed(x, weight))
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor,

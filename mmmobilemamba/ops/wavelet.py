@@ -26,7 +26,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .export_forms import delegate_forms
 
 def _subband_channels(y: torch.Tensor) -> int:
     """C of a (B, 4C, h, w) sub-band tensor; a clear error otherwise."""
@@ -120,6 +119,25 @@ def haar_idwt2d(y: torch.Tensor,
     return x
 
 
+def haar_matrices(dtype: torch.dtype = torch.float32
+                  ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The (4, 4) analysis matrix (band x tap, tap = 2 i + j of the 2x2
+    patch) and the transposed synthesis matrix (tap x band) that the
+    matrix-product and grouped forms below take."""
+    dec, rec = haar_filters(dtype)
+    return dec.reshape(4, 4).clone(), rec.reshape(4, 4).t().contiguous()
+
+
+def register_haar_matrices(module: nn.Module) -> None:
+    """Give a :class:`HaarWavelet2d` the matrices of :func:`haar_matrices`
+    as buffers ``dec_mix`` and ``rec_mix_t`` (constants like its filters:
+    not in the state_dict), for its inference forms."""
+    for name, value in zip(('dec_mix', 'rec_mix_t'),
+                           haar_matrices(module.dec.dtype)):
+        module.register_buffer(name, value.to(module.dec.device),
+                               persistent=False)
+
+
 def haar_dwt2d_matmul(x: torch.Tensor, dec_mix: torch.Tensor
                       ) -> torch.Tensor:
     """:func:`haar_dwt2d` as one 4x4 matrix product per 2x2 patch and
@@ -211,53 +229,33 @@ class HaarWavelet2d(nn.Module):
     The filters are constants, not parameters: they are kept as
     non-persistent buffers, so they follow ``.to()``/``.half()`` but are
     neither trained, counted as parameters, nor written to checkpoints.
-
-    Training and FLOP counting use the grouped (transposed) convolutions;
-    the deploy form (``deploy=True`` or :meth:`switch_to_deploy`) computes
-    the same transform as pixel-(un)shuffles and 4x4 matrix products, which
-    are several times faster at batch 1 on a CPU.
+    This is the form that trains (grouped and transposed convolutions); the
+    inference forms (:mod:`mmmobilemamba.deploy.forms`) compute the same
+    transform with the matrix-product and grouped-1x1 functions above.
 
     Args:
         channels (int): Number of input channels C.
-        deploy (bool): Use the deploy form. Defaults to False.
     """
 
-    def __init__(self, channels: int, deploy: bool = False) -> None:
+    def __init__(self, channels: int) -> None:
         super().__init__()
         if channels < 1:
             raise ValueError(f'channels must be >= 1, got {channels}')
         self.channels = channels
-        self.deploy = deploy
         dec, rec = haar_filters()
         self.register_buffer('dec', dec.repeat(channels, 1, 1, 1),
                              persistent=False)
         self.register_buffer('rec', rec.repeat(channels, 1, 1, 1),
                              persistent=False)
-        self.register_buffer('dec_mix', dec.reshape(4, 4).clone(),
-                             persistent=False)
-        self.register_buffer('rec_mix_t', rec.reshape(4, 4).t().contiguous(),
-                             persistent=False)
 
     def dwt(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> (B, 4C, ceil(H/2), ceil(W/2))."""
-        if delegate_forms():  # one strided grouped conv: a delegate's op
-            return haar_dwt2d(x, self.dec)
-        if self.deploy:
-            return haar_dwt2d_matmul(x, self.dec_mix)
         return haar_dwt2d(x, self.dec)
 
     def idwt(self, y: torch.Tensor,
              size: Optional[Sequence[int]] = None) -> torch.Tensor:
         """(B, 4C, h, w) -> (B, C, H, W), cropped to ``size`` if given."""
-        if delegate_forms():
-            return haar_idwt2d_grouped(y, self.rec_mix_t, size)
-        if self.deploy:
-            return haar_idwt2d_matmul(y, self.rec_mix_t, size)
         return haar_idwt2d(y, self.rec, size)
 
-    def switch_to_deploy(self) -> None:
-        """Use the matrix-product form (no weights change; idempotent)."""
-        self.deploy = True
-
     def extra_repr(self) -> str:
-        return f'channels={self.channels}, wavelet=db1, deploy={self.deploy}'
+        return f'channels={self.channels}, wavelet=db1'

@@ -13,7 +13,7 @@ os.environ['TRITON_INTERPRET'] = '1'
 
 import torch  # noqa: E402
 
-from mmmobilemamba.ops.selective_scan import (  # noqa: E402
+from mmmobilemamba.ops.scan import (  # noqa: E402
     available_backends, selective_scan, selective_scan_bidirectional)
 
 #: (batch, dim, L, N, groups, with z, return_last_state, dtype)

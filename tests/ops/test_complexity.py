@@ -4,9 +4,8 @@ import torch
 import torch.nn as nn
 
 from mmmobilemamba.ops import complexity
-from mmmobilemamba.ops.selective_scan import (available_backends,
-                                              selective_scan,
-                                              selective_scan_bidirectional)
+from mmmobilemamba.ops.scan import (available_backends, selective_scan,
+                                    selective_scan_bidirectional)
 
 analysis = pytest.importorskip('mmengine.analysis',
                                reason='mmengine is not installed')
@@ -87,20 +86,3 @@ def test_scan_traces_as_one_op_counted_the_same_by_every_backend(backend):
     kinds = [n.kind() for n in graph.nodes()]
     assert kinds.count(complexity.SCAN_OP) == 1
     assert _total(model, inputs, True) == complexity.scan_flops(2, 10, 6, 3)
-
-
-def test_tracing_plans_the_scan_on_python_ints():
-    """While tracing, tensor sizes are tensors; the scan must still plan its
-    chunks from ints, or the plan cache misses on every call and each step
-    of the plan search is recorded (a detector at 1280x800 took >20 GB)."""
-    from mmmobilemamba.ops.selective_scan import linear_recurrence
-    length = 1000  # several chunked levels
-    inputs = (torch.randn(1, 4, length), torch.randn(1, 4, length),
-              -torch.rand(4, 1), torch.randn(1, 1, length),
-              torch.randn(1, 1, length), torch.ones(4))
-    torch.jit.trace(_OneScan(), inputs, check_trace=False)
-    before = linear_recurrence._plan.cache_info().misses
-    graph = torch.jit.trace(_OneScan(), inputs, check_trace=False).graph
-    assert linear_recurrence._plan.cache_info().misses == before
-    # the plan search left nothing in the graph: only the scan's own ops
-    assert sum(1 for _ in graph.nodes()) < 50

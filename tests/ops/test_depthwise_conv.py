@@ -9,7 +9,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mmmobilemamba.models.bricks import DepthwiseConv2d
+from mmmobilemamba.deploy.forms.eager_cpu import (CompiledDepthwiseConv2d,
+                                                  cpu_conv)
 from mmmobilemamba.ops.depthwise_conv import (MAX_COMPILED_WORK,
                                               depthwise_conv2d,
                                               depthwise_missing,
@@ -137,7 +138,8 @@ def test_when_the_compiled_kernel_is_used():
 def test_module_equals_conv2d(padding, stride):
     torch.manual_seed(0)
     conv = nn.Conv2d(24, 24, 3, stride, padding, groups=24)
-    dw = DepthwiseConv2d(24, 3, stride, padding)
+    dw = cpu_conv(nn.Conv2d(24, 24, 3, stride, padding, groups=24))
+    assert type(dw) is CompiledDepthwiseConv2d
     assert dw.state_dict().keys() == conv.state_dict().keys()
     dw.load_state_dict(conv.state_dict())
     x = torch.randn(2, 24, 7, 9)
@@ -154,27 +156,13 @@ def test_module_equals_conv2d(padding, stride):
 
 
 def test_module_falls_back_for_an_even_same_kernel():
-    dw = DepthwiseConv2d(4, 4, padding='same', bias=False)
     conv = nn.Conv2d(4, 4, 4, padding='same', groups=4, bias=False)
+    dw = cpu_conv(nn.Conv2d(4, 4, 4, padding='same', groups=4, bias=False))
+    assert type(dw) is nn.Conv2d  # asymmetric padding: left as it is
     conv.load_state_dict(dw.state_dict())
     x = torch.randn(1, 4, 5, 5)
     with torch.inference_mode():
         torch.testing.assert_close(dw(x), conv(x))
-
-
-@needs_ext
-def test_tracers_see_the_standard_convolution():
-    dw = DepthwiseConv2d(8, 3, padding=1).eval()
-    x = torch.randn(1, 8, 5, 5)
-    with torch.no_grad():
-        traced = torch.jit.trace(dw, x)
-    kinds = {n.kind() for n in traced.graph.nodes()}
-    assert 'aten::_convolution' in kinds or 'aten::conv2d' in kinds, kinds
-    assert not any('mmmobilemamba' in k for k in kinds)
-    ep = torch.export.export(dw, (x, ))
-    targets = {str(n.target) for n in ep.graph.nodes
-               if n.op == 'call_function'}
-    assert any('conv' in t for t in targets), targets
 
 
 def test_functional_form_equals_conv2d():
@@ -190,8 +178,8 @@ def test_without_the_extension_says_so_once():
     code = ('import sys\n'
             'sys.modules["mmmobilemamba.ops._dwconv_cpu"] = None\n'
             'import torch, mmmobilemamba, mmmobilemamba.models\n'
-            'from mmmobilemamba.models.bricks import DepthwiseConv2d\n'
-            'm = DepthwiseConv2d(4, 3, padding=1)\n'
+            'from mmmobilemamba.deploy.forms.eager_cpu import cpu_conv\n'
+            'm = cpu_conv(torch.nn.Conv2d(4, 4, 3, padding=1, groups=4))\n'
             'with torch.inference_mode():\n'
             '    print("shape", tuple(m(torch.randn(1, 4, 5, 5)).shape))\n')
     env = dict(os.environ)

@@ -2,16 +2,15 @@
 
 A stand-in for the kernels module records every launch (no triton needed),
 and each recorded launch is compared with what ``launch_config`` says for
-the same problem: kernel, grid, integer arguments, constexprs and the dtype
-of every pointer argument. The compile tool compiles ``launch_config``'s
-output, so this is what keeps it and the real launches together.
+the same problem: kernel, grid, integer arguments, constexprs, warps and
+the dtype of every pointer argument. The compile tool compiles
+``launch_config``'s output, so this is what keeps the two together.
 """
 import pytest
 import torch
 
-from mmmobilemamba.ops.selective_scan import triton_scan
-from mmmobilemamba.ops.selective_scan.triton_scan import (ScanProblem,
-                                                          launch_config)
+from mmmobilemamba.ops.scan import TRITON_CONFIGS, triton_scan
+from mmmobilemamba.ops.scan.triton_scan import ScanProblem, launch_config
 
 
 class _Recorder:
@@ -44,39 +43,35 @@ def _check(log, expected):
     assert len(log) == len(expected)
     for (name, grid, args, kwargs), cfg in zip(log, expected):
         assert name == cfg.kernel and grid == cfg.grid
-        assert kwargs == cfg.constexprs
+        assert kwargs == dict(cfg.constexprs, num_warps=cfg.num_warps)
         n_ptr = len(cfg.pointers)
         assert [a.dtype for a in args[:n_ptr]] == list(cfg.pointers.values())
         assert list(args[n_ptr:]) == list(cfg.ints.values())
 
 
 CASES = [
-    # (bidirectional, dtype, N, softplus, bias, z, last)
-    (True, torch.float32, 1, True, True, False, False),
-    (True, torch.bfloat16, 1, True, True, False, False),
-    (True, torch.float16, 16, False, False, False, False),
-    (False, torch.float32, 16, True, True, True, True),
-    (False, torch.bfloat16, 1, False, False, True, False),
+    # (directions, dtype, N, softplus, bias, z, last)
+    (2, torch.float32, 1, True, True, False, False),
+    (2, torch.bfloat16, 1, True, True, False, False),
+    (2, torch.float16, 16, False, False, False, False),
+    (1, torch.float32, 16, True, True, True, True),
+    (1, torch.bfloat16, 1, False, False, True, False),
 ]
 
 
-@pytest.mark.parametrize('bi,dtype,n_state,softplus,bias,z,last', CASES)
-def test_launches_follow_launch_config(fake_kernels, bi, dtype, n_state,
+@pytest.mark.parametrize('k,dtype,n_state,softplus,bias,z,last', CASES)
+def test_launches_follow_launch_config(fake_kernels, k, dtype, n_state,
                                        softplus, bias, z, last):
     b, d, L = 2, 48, 37
-    k = 2 if bi else 1
     f32 = torch.float32
     u = torch.randn(b, d, L, dtype=dtype)
-    delta = torch.randn(b, k, d, L, dtype=dtype) if bi else u.clone()
-    A = -torch.rand(k * d, n_state)  # fp32, as SS2D passes it
-    B = torch.randn(b, k, n_state, L, dtype=dtype) if bi else torch.randn(
-        b, n_state, L, dtype=dtype)
-    C = B.clone()
-    D = torch.ones(k * d)
-    dbias = torch.rand(k * d) if bias else None
+    delta = torch.randn(b, k, d, L, dtype=dtype)
+    A = -torch.rand(k, d, n_state)  # fp32, as SS2D passes it
+    B = torch.randn(b, k, 1, n_state, L, dtype=dtype)
+    D = torch.ones(k, d)
+    dbias = torch.rand(k, d) if bias else None
     zz = torch.randn(b, d, L, dtype=dtype) if z else None
-    fwd = triton_scan._Launch(u, delta, A, B, C, D, zz, dbias, k_dirs=k)
-    triton_scan._forward(fwd, softplus, last)
+    triton_scan.forward(u, delta, A, B, B, D, zz, dbias, softplus, last)
     problem = ScanProblem(
         b, d, L, n_state, 1, k, softplus, True, last,
         dict(u=dtype, delta=dtype, A=f32, B=dtype, C=dtype,
@@ -85,15 +80,17 @@ def test_launches_follow_launch_config(fake_kernels, bi, dtype, n_state,
     _check(fake_kernels.log, launch_config(problem))
 
     fake_kernels.log.clear()
-    n_tiles = fwd.n_tiles
-    ck = torch.zeros(b, k, d, n_state, n_tiles)
     gy = torch.randn(b, d, L, dtype=dtype)
     g_last = torch.randn(b, d, n_state, dtype=dtype) if last else None
-    triton_scan._backward(fwd, softplus, ck, gy, g_last)
+    triton_scan.backward(gy, g_last, u, delta, A, B, B, D, zz, dbias,
+                         softplus)
     problem.dtypes['gy'] = dtype
     if last:
         problem.dtypes['g_last'] = dtype
-    _check(fake_kernels.log, launch_config(problem, backward=True))
+    # the backward re-runs the forward for its tile checkpoints
+    problem.return_last_state = False
+    _check(fake_kernels.log, launch_config(problem) +
+           launch_config(problem, backward=True))
 
 
 def test_bidirectional_launch_order_and_flags():
@@ -108,6 +105,22 @@ def test_bidirectional_launch_order_and_flags():
     assert [c.constexprs['ACCUM_Y'] for c in cfgs] == [False, True]
     assert [c.ints['k'] for c in cfgs] == [1, 0]
     assert cfgs[0].constexprs['BD'] * cfgs[0].grid[1] >= 64
+
+
+@pytest.mark.parametrize('backward', [False, True])
+@pytest.mark.parametrize('dtype', [torch.float32, torch.bfloat16])
+def test_blocks_follow_the_table(backward, dtype):
+    """BD, BL and warps come from TRITON_CONFIGS (MobileMamba's N = 1 at a
+    long enough sequence)."""
+    cfg = TRITON_CONFIGS[('backward' if backward else 'forward',
+                          'fp32' if dtype == torch.float32 else 'half')]
+    launch = launch_config(ScanProblem(
+        1, 320, 1024, 1, k_dirs=2,
+        dtypes=dict(u=dtype, delta=dtype, A=torch.float32, B=dtype,
+                    C=dtype)), backward)[0]
+    bd, bl = launch.constexprs['BD'], launch.constexprs['BL']
+    assert bd == cfg.block_d and launch.num_warps == cfg.num_warps
+    assert bl == max(16, min(cfg.tile // bd, cfg.max_steps))
 
 
 def test_grouped_bc_blocks_never_span_groups():

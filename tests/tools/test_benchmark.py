@@ -66,10 +66,11 @@ def test_cuda_request_without_cuda_is_a_clear_error():
 
 
 @pytest.mark.parametrize('config, what', [
-    ('configs/retinanet_mobilemamba_b1.py', 'dense head (RetinaHead)'),
-    ('configs/mask-rcnn_mobilemamba_b1_fpn_1x_coco.py',
+    ('configs/retinanet/retinanet_mobilemamba-b1_fpn_1x_coco.py',
+     'dense head (RetinaHead)'),
+    ('configs/mask-rcnn/mask-rcnn_mobilemamba-b1_fpn_1x_coco.py',
      'dense head (RPNHead)'),
-    ('configs/pspnet_mobilemamba_b4-80k_ade20k-512x512.py',
+    ('configs/pspnet/pspnet_mobilemamba-b4_80k_ade20k-512x512.py',
      'decode head (PSPHead)'),
 ])
 def test_detectors_and_segmentors_time_their_dense_part(config, what):
@@ -84,6 +85,7 @@ def test_detectors_and_segmentors_time_their_dense_part(config, what):
 
 
 def test_peers_need_a_classifier():
-    code, out = run_tool(TOOL, 'configs/retinanet_mobilemamba_b1.py',
-                         '--peers', check=False)
+    code, out = run_tool(
+        TOOL, 'configs/retinanet/retinanet_mobilemamba-b1_fpn_1x_coco.py',
+        '--peers', check=False)
     assert code != 0 and '--peers compares classifiers' in out

@@ -60,19 +60,30 @@ def test_refuses_the_interpreter():
     assert out.returncode == 2 and 'TRITON_INTERPRET' in out.stderr
 
 
-def test_problems_come_from_the_arch_settings():
-    """Every variant's SS2D stages are found by running the backbone."""
-    pytest.importorskip('mmengine')
+def test_problems_are_the_ss2d_shapes_of_every_variant():
+    """The static shape table the tool compiles for is what each variant's
+    backbone runs (SS2D inputs recorded by forward hooks)."""
+    import torch
+
+    from mmmobilemamba.analysis.scan_benchmark import VARIANTS, ss2d_shapes
+    from mmmobilemamba.models import MobileMamba
+    from mmmobilemamba.models.ss2d import SS2D
     sys.path.insert(0, osp.dirname(TOOL))
     try:
         import compile_triton as ct
     finally:
         sys.path.remove(osp.dirname(TOOL))
-    assert ct.variant_resolution('B2') == 384
+    for variant, (size, _) in VARIANTS.items():
+        model = MobileMamba(variant, init_cfg=None).eval()
+        seen = []
+        for m in model.modules():
+            if isinstance(m, SS2D):
+                m.register_forward_pre_hook(lambda m, x: seen.append(
+                    (m.d_inner, x[0].shape[2] * x[0].shape[3])))
+        with torch.no_grad():
+            model(torch.zeros(1, 3, size, size))
+        assert sorted(set(seen)) == sorted(ss2d_shapes(variant)), variant
     # B1 at 256: strides 16, 32, 64 -> 16x16, 8x8, 4x4
-    shapes = ct.ss2d_shapes('B1', 256)
-    assert [s[1] for s in shapes] == [256, 64, 16]
-    assert all(s[2] == 1 for s in shapes)
-    probs = ct.problems(['B1'])
+    assert [s[1] for s in ss2d_shapes('B1')] == [256, 64, 16]
     # 3 stages x 3 dtypes x softplus x bias x N in {1, 16}
-    assert len(probs) == 3 * 3 * 2 * 2 * 2
+    assert len(ct.problems(['B1'])) == 3 * 3 * 2 * 2 * 2

@@ -1,5 +1,5 @@
-"""Time the CPU inference kernels of the deploy forms against what they
-replace, on the shapes a MobileMamba model runs.
+"""Time the CPU inference kernels of the ``'eager-cpu'`` deploy form against
+what they replace, on the shapes a MobileMamba model runs.
 
 * depthwise: every depthwise convolution of the model (shapes recorded from
   one forward at ``--batch``), ``torch.ops.mmmobilemamba.depthwise_conv2d``
@@ -25,9 +25,6 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from benchmark import build_model  # noqa: E402
-
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
@@ -50,7 +47,8 @@ def record_shapes(model: torch.nn.Module, x: torch.Tensor
                   ) -> Tuple[List[tuple], List[tuple]]:
     """The inputs of every depthwise conv and deploy 1x1 layer in one
     forward: (module, input shape) pairs, in call order, deduplicated."""
-    from mmmobilemamba.models.bricks import DepthwiseConv2d, PointwiseConv2d
+    from mmmobilemamba.deploy.forms.eager_cpu import (
+        CompiledDepthwiseConv2d as DepthwiseConv2d, PointwiseConv2d)
     seen: Dict[str, list] = {'dw': [], 'pw': []}
     keys = set()
 
@@ -91,7 +89,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    from mmmobilemamba.models.fusion import fuse_bn
+    from mmmobilemamba.analysis.timing import build_model
+    from mmmobilemamba.deploy import convert
     from mmmobilemamba.ops import packed_linear
     from mmmobilemamba.ops.depthwise_conv import (MAX_COMPILED_KERNEL,
                                                   MAX_COMPILED_WORK,
@@ -100,7 +99,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if depthwise_missing() is not None:
         raise SystemExit(depthwise_missing())
     model, size, _ = build_model(args.config)
-    model = fuse_bn(model)
+    model = convert(model, 'eager-cpu')
     if args.shape:
         size = (args.shape[0], args.shape[-1])
     x = torch.rand(args.batch, 3, *size)
@@ -118,7 +117,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             inp = torch.rand(shape).contiguous(
                 memory_format=torch.channels_last)
             w, b = module.weight, module.bias
-            pads = module._pads
+            pads = module.pads
             kh, kw = w.shape[-2:]
             oh = (shape[2] + 2 * pads[0] - kh) // module.stride[0] + 1
             ow = (shape[3] + 2 * pads[1] - kw) // module.stride[1] + 1
@@ -135,7 +134,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                   f'{module.stride[0]} | {work} | {old * 1e6:.1f} | '
                   f'{new * 1e6:.1f} | {new / old:.2f} | '
                   f'{"yes" if used else "no"} |')
-        print(f'\ndepthwise, one of each shape: F.conv2d {total_old * 1e6:.0f} '
+        print(f'\ndepthwise, one of each shape: F.conv2d '
+              f'{total_old * 1e6:.0f} '
               f'us, as dispatched {total_new * 1e6:.0f} us')
         print('\n| 1x1 rows x C -> C\' | addmm (us) | packed oneDNN (us) | '
               'ratio |\n|---|---|---|---|')

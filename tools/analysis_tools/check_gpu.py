@@ -11,7 +11,8 @@ progress goes to stderr):
   (L from 1 to 4096, N = 1 and 16, grouped B/C, gate and last state, no
   optional inputs, delta*|A| up to 200 per step, both directions). One row
   per family and dtype with its worst relative error.
-* ``bench``: ``benchmark_scan.py``'s measurement of the Triton and PyTorch
+* ``bench``: ``benchmark_scan.py``'s measurement
+  (:mod:`mmmobilemamba.analysis.scan_benchmark`) of the Triton and PyTorch
   backends on the SS2D shapes of T2, B1 and B4 (batch 1 and 32), with the
   achieved bandwidth as a share of the card's peak DRAM bandwidth.
 * ``train``: T2 (192 px) and B1 (256 px) classifier training steps at
@@ -31,7 +32,6 @@ is no CUDA device.
 """
 import argparse
 import copy
-import importlib.util
 import math
 import os.path as osp
 import statistics
@@ -81,14 +81,6 @@ class Table:
     @property
     def failed(self) -> int:
         return sum(s == 'FAIL' for _, s, _ in self.rows)
-
-
-def _load_tool(name: str):
-    path = osp.join(REPO, 'tools', 'analysis_tools', f'{name}.py')
-    spec = importlib.util.spec_from_file_location(f'_mmm_{name}', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 #: Where the checks run; 'cpu' only for the script's own smoke test (with
@@ -147,8 +139,8 @@ def _scan_inputs(case, seed: int) -> Dict[str, Optional[torch.Tensor]]:
 
 
 def _scan_run(case, ins, backend: str, dtype: torch.dtype, seed: int):
-    from mmmobilemamba.ops.selective_scan import (
-        selective_scan, selective_scan_bidirectional)
+    from mmmobilemamba.ops.scan import (selective_scan,
+                                        selective_scan_bidirectional)
     *_, last, optional, _, bi = case
     xs = {k: None if v is None else
           v.to(DEVICE, dtype if k not in ('A', 'D', 'delta_bias') or
@@ -204,21 +196,22 @@ def check_scan(table: Table, quick: bool) -> None:
 # --- bench: benchmark_scan's measurement --------------------------------
 
 def check_bench(table: Table, quick: bool) -> None:
-    bench = _load_tool('benchmark_scan')
-    peak = bench.card_bandwidth() if DEVICE == 'cuda' else None
+    from mmmobilemamba.analysis import scan_benchmark as bench
+    peak = bench.card_bandwidth() if DEVICE == 'cuda' else math.nan
     batches = (32, ) if quick else (1, 32)
-    variants = ('B1', ) if quick else tuple(bench.SHAPES)
+    variants = ('B1', ) if quick else ('T2', 'B1', 'B4')
     min_time = 0.1 if quick else 0.3
     for variant in variants:
-        size, stages = bench.SHAPES[variant]
-        for stage, (dim, length) in enumerate(stages, 1):
+        size = bench.VARIANTS[variant][0]
+        for stage, (dim, length) in enumerate(bench.ss2d_shapes(variant),
+                                              1):
             for batch in batches:
                 def run(dim=dim, length=length, batch=batch):
                     res = {be: bench.measure(be, batch, dim, length, DEVICE,
                                              min_time)
                            for be in ('triton', 'torch')}
                     t = res['triton']
-                    share = ('' if peak is None else
+                    share = ('' if math.isnan(peak) else
                              f' ({100 * t["fwd_gbs"] / peak:.0f} / '
                              f'{100 * t["fwd_bwd_gbs"] / peak:.0f} % of '
                              f'{peak:.0f})')
@@ -252,10 +245,8 @@ class Classifier(nn.Module):
 
 
 def set_scan_backend(model: nn.Module, backend: Optional[str]) -> nn.Module:
-    from mmmobilemamba.models.ss2d import SS2D
-    for m in model.modules():
-        if isinstance(m, SS2D):
-            m.scan_backend = backend
+    from mmmobilemamba.models import set_scan_backend as set_backend
+    set_backend(model, backend)
     return model
 
 
@@ -310,12 +301,12 @@ def check_train(table: Table, quick: bool, batch: int) -> None:
 
 
 def check_infer(table: Table, quick: bool) -> None:
-    from mmmobilemamba.models.fusion import fuse_bn
     from mmmobilemamba.analysis.random_norms import randomize_norms
+    from mmmobilemamba.deploy import convert
     for variant, size, batch in INFER:
         def run(variant=variant, size=size, batch=batch):
             torch.manual_seed(0)
-            model = fuse_bn(randomize_norms(Classifier(variant)).eval())
+            model = convert(randomize_norms(Classifier(variant)), 'fused')
             model = model.to(DEVICE)
             x = torch.randn(batch, 3, size, size, device=DEVICE)
             speed, outs = {}, {}
@@ -381,8 +372,9 @@ def check_dense(table: Table) -> None:
         import mmmobilemamba  # noqa: F401  (registration)
         from mmdet.registry import MODELS
         from mmdet.testing import demo_mm_inputs
-        cfg = Config.fromfile(osp.join(REPO, 'configs',
-                                       'retinanet_mobilemamba_b1.py'))
+        cfg = Config.fromfile(osp.join(
+            REPO, 'configs', 'retinanet',
+            'retinanet_mobilemamba-b1_fpn_1x_coco.py'))
         cfg.model.backbone.init_cfg = None
         init_default_scope('mmdet')
         torch.manual_seed(0)
@@ -400,7 +392,8 @@ def check_dense(table: Table) -> None:
         from mmseg.registry import MODELS
         from mmseg.structures import SegDataSample
         cfg = Config.fromfile(osp.join(
-            REPO, 'configs', 'fpn_mobilemamba_b4-160k_ade20k-512x512.py'))
+            REPO, 'configs', 'sem-fpn',
+            'sem-fpn_mobilemamba-b4_160k_ade20k-512x512.py'))
         cfg.model.backbone.init_cfg = None
         init_default_scope('mmseg')
         torch.manual_seed(0)
@@ -459,8 +452,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if reason:
         print(f'error: {reason}', file=sys.stderr)
         return 2
-    from mmmobilemamba.ops.selective_scan.triton_scan import triton_status
-    status = triton_status(torch.device(DEVICE))
+    from mmmobilemamba.ops.scan import triton_scan
+    status = triton_scan.status(torch.device(DEVICE))
     if status is not True:
         print(f'error: the triton scan backend cannot run: {status}',
               file=sys.stderr)

@@ -2,35 +2,37 @@
 
     python tools/analysis_tools/compile_triton.py [--arch 80 90 ...]
         [--out DIR] [--variants T2 B1 ...] [--quick] [--jobs N]
+        [--no-search]
 
 No GPU or driver is needed: triton lowers each kernel to PTX and runs the
 ptxas that ships in its wheel to get a cubin for every ``--arch``.
 
-What is compiled is what MobileMamba's launches would compile. Each SS2D
-scan of every variant (its stages' (d_inner, L) found by running the
-backbone at the variant's config resolution with the scan stubbed out) is
-crossed with fp32 / fp16 / bf16 inputs (fp16/bf16 as under AMP: A, D and
-delta_bias stay fp32), softplus on / off, delta_bias on / off and
-N = d_state and 16. For each such problem
-:func:`mmmobilemamba.ops.selective_scan.triton_scan.launch_config` gives
-the forward and backward launches (both directions), and triton's own JIT
-specialiser turns each launch into the key it would compile on a GPU
-(signature dtypes, constexprs, integers equal to 1, 16-divisibility).
-Launches with the same key are compiled once.
+What is compiled is what MobileMamba's launches would compile: each SS2D
+scan of every variant (its stages' (d_inner, L) from
+:func:`mmmobilemamba.analysis.scan_benchmark.ss2d_shapes`) crossed with
+fp32 / fp16 / bf16 inputs (fp16/bf16 as under AMP: A, D and delta_bias stay
+fp32), softplus on / off, delta_bias on / off and N = 1 and 16, both
+directions. :func:`mmmobilemamba.ops.scan.triton_scan.launch_config` turns
+each problem into its forward and backward launches (block sizes and warps
+from :data:`mmmobilemamba.ops.scan.TRITON_CONFIGS`), and triton's JIT
+specialiser turns each launch into the key it would compile on a GPU;
+launches with the same key are compiled once.
 
 One row per kernel x specialisation x target: registers, spill stores and
-loads and stack frame (ptxas's report for that cubin), shared memory
-(``compiled.metadata.shared``) and the problems that use it. A row is
-flagged ``SPILL`` when ptxas spills registers and ``SMEM`` when it needs
-more shared memory than one block may have on that target. The exit status
-is 1 if any compile fails (flags alone do not fail the run).
-
+loads, stack frame (ptxas's report), shared memory and the problems that
+use it, flagged ``SPILL`` when ptxas spills and ``SMEM`` when a block needs
+more shared memory than the target allows. For every spilling row the
+tool then compiles smaller tiles and more warps (unless ``--no-search``)
+and prints the reason it spills: either a configuration that does not (to
+put into ``TRITON_CONFIGS``) or that every candidate spills. The exit
+status is 1 if a compile fails (flags alone do not fail the run).
 ``--out DIR`` writes ``table.md``, ``rows.json`` and each row's PTX and
 cubin. ``TRITON_INTERPRET`` must not be set: the interpreter has no
 compiler.
 """
 import argparse
 import contextlib
+import dataclasses
 import io
 import json
 import os
@@ -43,10 +45,9 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-
-from mmmobilemamba.ops.selective_scan.triton_scan import (  # noqa: E402
-    KernelLaunch, ScanProblem, launch_config)
+from mmmobilemamba.analysis.scan_benchmark import VARIANTS, ss2d_shapes
+from mmmobilemamba.ops.scan.triton_scan import (KernelLaunch, ScanProblem,
+                                                launch_config)
 
 #: Largest shared memory one block may use (opt-in), in bytes, by compute
 #: capability; an arch missing here is checked against the nearest lower.
@@ -54,42 +55,9 @@ MAX_SMEM = {70: 98304, 75: 65536, 80: 166912, 86: 101376, 87: 166912,
             89: 101376, 90: 232448, 100: 232448, 103: 232448, 120: 101376}
 DTYPES = {'fp32': torch.float32, 'fp16': torch.float16,
           'bf16': torch.bfloat16}
-#: Problems compiled by --quick (the CI test): (variant, stage, dtype,
-#: softplus, delta_bias, N) on B1's first stage, two opposite corners.
-QUICK = (('B1', 1, 'bf16', True, True, None), ('B1', 1, 'fp32', False,
-                                                 False, 16))
-
-
-def variant_resolution(variant: str) -> int:
-    """The ImageNet resolution of a variant, read from its config."""
-    from mmengine.config import Config
-    path = osp.join(REPO, 'configs', 'mobilemamba',
-                    f'mobilemamba-{variant.lower()}_8xb128_in1k.py')
-    return int(Config.fromfile(path).img_size)
-
-
-def ss2d_shapes(variant: str, size: int) -> List[Tuple[int, int, int]]:
-    """(d_inner, L, d_state) of every distinct SS2D scan of the backbone at
-    ``size`` x ``size``, in the order the forward reaches them."""
-    from mmmobilemamba.models.backbones.mobilemamba import MobileMamba
-    from mmmobilemamba.models.ss2d import SS2D
-    seen: List[Tuple[int, int, int]] = []
-    original = SS2D.scan
-
-    def record(self, x):
-        shape = (x.shape[1], x.shape[2] * x.shape[3], self.d_state)
-        if shape not in seen:
-            seen.append(shape)
-        return x  # only the shapes matter
-
-    SS2D.scan = record
-    try:
-        model = MobileMamba(variant, init_cfg=None).eval()
-        with torch.no_grad():
-            model(torch.zeros(1, 3, size, size))
-    finally:
-        SS2D.scan = original
-    return seen
+#: What --quick compiles: (stage, dtype, softplus, delta_bias, N) on B1,
+#: two opposite corners.
+QUICK = ((1, 'bf16', True, True, 1), (1, 'fp32', False, False, 16))
 
 
 def problems(variants: Sequence[str], quick: bool = False
@@ -97,17 +65,14 @@ def problems(variants: Sequence[str], quick: bool = False
     """(label, problem) of every scan call to compile for."""
     out = []
     for variant in variants:
-        size = variant_resolution(variant)
-        for stage, (dim, length, d_state) in enumerate(
-                ss2d_shapes(variant, size), 1):
-            combos = [(dt, sp, bias, n) for dt in DTYPES
+        size = VARIANTS[variant][0]
+        for stage, (dim, length) in enumerate(ss2d_shapes(variant), 1):
+            combos = [(stage, dt, sp, bias, n) for dt in DTYPES
                       for sp in (True, False) for bias in (True, False)
-                      for n in sorted({d_state, 16})]
-            if quick:
-                combos = [(dt, sp, bias, n or d_state)
-                          for v, s, dt, sp, bias, n in QUICK
-                          if v == variant and s == stage]
-            for dt, softplus, bias, n_state in combos:
+                      for n in (1, 16)]
+            for _, dt, softplus, bias, n_state in (
+                    [c for c in QUICK if c[0] == stage] if quick else
+                    combos):
                 low = DTYPES[dt]
                 dtypes = dict(u=low, delta=low, A=torch.float32, B=low,
                               C=low, gy=low)
@@ -123,39 +88,35 @@ def problems(variants: Sequence[str], quick: bool = False
 
 def _jit_key(launch: KernelLaunch, target):
     """What triton's JIT would compile for this launch on ``target``:
-    (kernel, signature, constexprs, attrs, options)."""
+    (options, signature, constexprs, attrs)."""
     from triton import knobs
     from triton.compiler import make_backend
     from triton.runtime.jit import MockTensor, create_function_from_signature
 
-    from mmmobilemamba.ops.selective_scan import triton_kernels
+    from mmmobilemamba.ops.scan import triton_kernels
     fn = getattr(triton_kernels, launch.kernel)
     backend = make_backend(target)
     args = [MockTensor(dt) for dt in launch.pointers.values()]
     args += list(launch.ints.values())
-    kwargs = dict(launch.constexprs, debug=bool(fn.debug or
-                                                knobs.runtime.debug),
+    kwargs = dict(launch.constexprs, num_warps=launch.num_warps,
+                  debug=bool(fn.debug or knobs.runtime.debug),
                   instrumentation_mode=knobs.compilation.instrumentation_mode)
     binder = create_function_from_signature(fn.signature, fn.params, backend)
     bound, specialization, options = binder(*args, **kwargs)
     return fn._pack_args(backend, kwargs, bound, specialization, options)
 
 
-def describe(launch: KernelLaunch, signature: Dict[str, str],
-             constexprs: Dict) -> str:
+def describe(launch: KernelLaunch) -> str:
     """Short text of a specialisation: direction, input dtypes, flags,
-    blocks, and the integers the JIT turned into constants."""
-    c = launch.constexprs
-    names = list(signature)
-    dtypes = '/'.join(sorted({signature[n][1:] for n in
-                              ('u_ptr', 'delta_ptr', 'B_ptr', 'C_ptr')}))
+    blocks and warps."""
+    c, p = launch.constexprs, launch.pointers
+    dtypes = '/'.join(sorted({str(p[n]).replace('torch.', '')
+                              for n in ('u', 'delta', 'B', 'C')}))
     flags = [k.lower() for k, v in c.items()
              if isinstance(v, bool) and v and k != 'REVERSE']
-    consts = [f'{names[i[0]]}=1' for i in constexprs
-              if names[i[0]] in launch.ints]
     return (f'{"reversed" if c["REVERSE"] else "raster"} {dtypes} '
-            f'BD={c["BD"]} NP={c["NP"]} BL={c["BL"]} '
-            f'{",".join(flags)}{" " + ",".join(consts) if consts else ""}')
+            f'BD={c["BD"]} NP={c["NP"]} BL={c["BL"]} w={launch.num_warps} '
+            f'{",".join(flags)}')
 
 
 _PTXAS = re.compile(r'(\d+) bytes stack frame, (\d+) bytes spill stores, '
@@ -170,7 +131,7 @@ def compile_one(job):
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
-    from mmmobilemamba.ops.selective_scan import triton_kernels
+    from mmmobilemamba.ops.scan import triton_kernels
     target = GPUTarget('cuda', arch, 32)
     options, signature, constexprs, attrs = _jit_key(launch, target)
     fn = getattr(triton_kernels, launch.kernel)
@@ -179,8 +140,7 @@ def compile_one(job):
     knobs.nvidia.dump_ptxas_log = True
     knobs.compilation.always_compile = True
     log = io.StringIO()
-    row = dict(kernel=launch.kernel, arch=arch,
-               spec=describe(launch, signature, constexprs))
+    row = dict(kernel=launch.kernel, arch=arch, spec=describe(launch))
     start = time.perf_counter()
     try:
         with contextlib.redirect_stdout(log):
@@ -188,73 +148,79 @@ def compile_one(job):
                                                 attrs), target=target,
                                       options=options.__dict__)
     except Exception as e:  # noqa: BLE001 (reported as a failed row)
-        row.update(error=f'{type(e).__name__}: {str(e)[:2000]}')
-        return row
+        return dict(row, error=f'{type(e).__name__}: {str(e)[:2000]}')
     row['seconds'] = round(time.perf_counter() - start, 2)
     m = _PTXAS.search(log.getvalue())
     if m is None:
-        row.update(error='no ptxas register report in the compile log')
-        return row
+        return dict(row, error='no ptxas register report in the log')
     stack, spill_st, spill_ld, regs = map(int, m.groups())
-    meta = compiled.metadata
-    limit = MAX_SMEM[max(a for a in MAX_SMEM if a <= arch)] if any(
-        a <= arch for a in MAX_SMEM) else None
+    smem = compiled.metadata.shared
+    limit = MAX_SMEM.get(max([a for a in MAX_SMEM if a <= arch] or [0]))
+    flags = (['SPILL'] if spill_st or spill_ld else []) + (
+        ['SMEM'] if limit is not None and smem > limit else [])
     row.update(regs=regs, spill_stores=spill_st, spill_loads=spill_ld,
-               stack=stack, smem=meta.shared, smem_limit=limit,
-               num_warps=meta.num_warps, num_stages=meta.num_stages)
-    flags = []
-    if spill_st or spill_ld:
-        flags.append('SPILL')
-    if limit is not None and meta.shared > limit:
-        flags.append('SMEM')
-    row['flags'] = flags
+               stack=stack, smem=smem, smem_limit=limit, flags=flags)
     if out_dir:
         for ext in ('ptx', 'cubin'):
-            mode = 'wb' if ext == 'cubin' else 'w'
-            with open(osp.join(out_dir, f'{stem}.{ext}'), mode) as f:
+            with open(osp.join(out_dir, f'{stem}.{ext}'),
+                      'wb' if ext == 'cubin' else 'w') as f:
                 f.write(compiled.asm[ext])
     return row
 
 
-def collect(variants: Sequence[str], quick: bool, archs: Sequence[int],
-            all_ints: bool = False):
-    """Unique (launch, arch) jobs, each with the problems that use it.
-
-    A specialisation is a kernel with its constexprs (block sizes
-    included) and pointer dtypes; it is compiled with the integer
-    arguments of the first problem that uses it. ``all_ints`` also tells
-    apart what the JIT specialises on integer values (== 1, divisible by
-    16), as a GPU would compile them: about 3.5 times as many compiles.
-    """
-    from triton.backends.compiler import GPUTarget
+def collect(variants: Sequence[str], quick: bool, archs: Sequence[int]):
+    """Unique (launch, arch) jobs, each with the labels of the problems
+    that use it. A specialisation is a kernel with its constexprs, warps
+    and pointer dtypes, compiled with the integers of its first problem."""
     jobs: Dict[tuple, Tuple[KernelLaunch, int, List[str]]] = {}
     probs = problems(variants, quick)
     for arch in archs:
-        target = GPUTarget('cuda', arch, 32)
         for label, problem in probs:
             for backward in (False, True):
                 for launch in launch_config(problem, backward):
-                    key = (launch.kernel, arch,
+                    key = (launch.kernel, arch, launch.num_warps,
                            tuple(launch.constexprs.items()),
                            tuple(map(str, launch.pointers.values())))
-                    if all_ints:
-                        _, _, cx, attrs = _jit_key(launch, target)
-                        key += (tuple(sorted(cx.items())),
-                                tuple(sorted((k, str(v)) for k, v in
-                                             attrs.items())))
                     entry = jobs.setdefault(key, (launch, arch, []))
                     if label not in entry[2]:
                         entry[2].append(label)
     return list(jobs.values()), len(probs)
 
 
-def _users(labels: List[str]) -> str:
-    """'B1@256 s1 x6, ...': how many problems of each stage use a row."""
-    count: Dict[str, int] = {}
-    for label in labels:
-        stage = ' '.join(label.split()[:2])
-        count[stage] = count.get(stage, 0) + 1
-    return ', '.join(f'{k} x{v}' for k, v in count.items())
+def candidates(launch: KernelLaunch) -> List[KernelLaunch]:
+    """Smaller tiles and more warps than ``launch`` (BL down to 16, BD
+    down to 1, 4 or 8 warps), the largest tiles first."""
+    c = launch.constexprs
+    out = []
+    bd = c['BD']
+    while bd >= 1:
+        bl = c['BL'] if bd == c['BD'] else min(c['BL'] * c['BD'] // bd, 128)
+        while bl >= 16:
+            for warps in (4, 8):
+                if (bd, bl, warps) != (c['BD'], c['BL'], launch.num_warps):
+                    out.append(dataclasses.replace(
+                        launch, num_warps=warps,
+                        constexprs=dict(c, BD=bd, BL=bl)))
+            bl //= 2
+        bd //= 2
+    return out
+
+
+def search(row: dict, launch: KernelLaunch, arch: int, jobs: int) -> str:
+    """Why ``row`` spills: the first candidate that does not, or that
+    none does."""
+    tried = candidates(launch)
+    work = [(c, arch, None, '') for c in tried]
+    with ProcessPoolExecutor(jobs) as pool:
+        for cand, got in zip(tried, pool.map(compile_one, work)):
+            if 'error' not in got and not got['flags']:
+                return (f'does not spill with BD={cand.constexprs["BD"]} '
+                        f'BL={cand.constexprs["BL"]} w={cand.num_warps} '
+                        f'({got["regs"]} registers): use that configuration')
+    return (f'every one of {len(tried)} smaller tiles / more warps spills '
+            f'too (BD x NP x BL down to 1 x {launch.constexprs["NP"]} x 16,'
+            ' 4 and 8 warps): NP x BL states per channel do not fit in the '
+            '255 registers a thread may hold')
 
 
 def format_table(rows: List[dict]) -> str:
@@ -266,29 +232,36 @@ def format_table(rows: List[dict]) -> str:
             lines.append(f'| {r["kernel"]} | {r["spec"]} | {r["arch"]} | '
                          f'FAILED: {r["error"].splitlines()[0][:120]} '
                          '| | | | | |')
-            continue
-        lines.append(
-            f'| {r["kernel"]} | {r["spec"]} | {r["arch"]} | {r["regs"]} | '
-            f'{r["spill_stores"]}/{r["spill_loads"]} | {r["stack"]} | '
-            f'{r["smem"]} | {" ".join(r["flags"])} | {r["used_by"]} |')
+        else:
+            lines.append(
+                f'| {r["kernel"]} | {r["spec"]} | {r["arch"]} | {r["regs"]}'
+                f' | {r["spill_stores"]}/{r["spill_loads"]} | {r["stack"]} '
+                f'| {r["smem"]} | {" ".join(r["flags"])} | {r["used_by"]} |')
     return '\n'.join(lines)
 
 
+def _users(labels: List[str]) -> str:
+    """'B1@256 s1 x6, ...': how many problems of each stage use a row."""
+    count: Dict[str, int] = {}
+    for label in labels:
+        stage = ' '.join(label.split()[:2])
+        count[stage] = count.get(stage, 0) + 1
+    return ', '.join(f'{k} x{v}' for k, v in count.items())
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    from mmmobilemamba.models.backbones.mobilemamba import arch_settings
-    variants_all = [v.upper() for v in arch_settings]
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--arch', type=int, nargs='+', default=[80, 90],
                         help='compute capabilities (80: A100, 90: H100)')
     parser.add_argument('--out', default=None,
                         help='write table.md, rows.json, PTX and cubins')
-    parser.add_argument('--variants', nargs='+', default=variants_all,
-                        choices=variants_all)
+    parser.add_argument('--variants', nargs='+', default=list(VARIANTS),
+                        choices=list(VARIANTS))
     parser.add_argument('--quick', action='store_true',
                         help="two problems on B1's first stage (the test)")
-    parser.add_argument('--all-int-specialisations', action='store_true',
-                        help='also one compile per integer specialisation '
-                        'of the JIT (value 1, divisible by 16)')
+    parser.add_argument('--no-search', action='store_true',
+                        help='do not look for configurations that spill '
+                        'less')
     parser.add_argument('--jobs', type=int,
                         default=min(4, os.cpu_count() or 1),
                         help='compile processes')
@@ -303,10 +276,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f'error: triton is not installed ({e})', file=sys.stderr)
         return 2
     start = time.perf_counter()
-    variants = (['B1'] if args.quick and args.variants == variants_all else
-                args.variants)
-    jobs, n_problems = collect(variants, args.quick, args.arch,
-                               args.all_int_specialisations)
+    variants = ['B1'] if args.quick else args.variants
+    jobs, n_problems = collect(variants, args.quick, args.arch)
     print(f'triton {triton.__version__}; {n_problems} scan problems of '
           f'{", ".join(variants)} -> {len(jobs)} kernel x specialisation x '
           f'target compiles for sm_{", sm_".join(map(str, args.arch))}',
@@ -315,25 +286,30 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         os.makedirs(args.out, exist_ok=True)
     work = [(launch, arch, args.out, f'{i:04d}_{launch.kernel}_sm{arch}')
             for i, (launch, arch, _) in enumerate(jobs)]
-    if args.jobs > 1:
-        with ProcessPoolExecutor(args.jobs) as pool:
-            rows = list(pool.map(compile_one, work))
-    else:
-        rows = [compile_one(w) for w in work]
-    for row, (_, _, labels) in zip(rows, jobs):
-        row['used_by'] = _users(labels)
-        row['problems'] = labels
-    rows.sort(key=lambda r: (r['kernel'], r['arch'], r['spec']))
+    with ProcessPoolExecutor(args.jobs) as pool:
+        rows = list(pool.map(compile_one, work))
+    for row, (launch, _, labels) in zip(rows, jobs):
+        row['used_by'], row['problems'] = _users(labels), labels
+    order = sorted(range(len(rows)), key=lambda i: (
+        rows[i]['kernel'], rows[i]['arch'], rows[i]['spec']))
+    rows, jobs = [rows[i] for i in order], [jobs[i] for i in order]
     table = format_table(rows)
     print(table)
     failed = [r for r in rows if 'error' in r]
-    spills = [r for r in rows if 'SPILL' in r.get('flags', ())]
+    spills = [(r, j) for r, j in zip(rows, jobs)
+              if 'SPILL' in r.get('flags', ())]
     smem = [r for r in rows if 'SMEM' in r.get('flags', ())]
-    took = time.perf_counter() - start
     summary = (f'{len(rows)} rows: {len(failed)} failed, {len(spills)} '
-               f'spill registers, {len(smem)} over the shared-memory limit; '
-               f'{took:.0f} s with {args.jobs} processes')
-    print(summary)
+               f'spill registers, {len(smem)} over the shared-memory limit')
+    print(summary, flush=True)
+    for row, (launch, arch, _) in spills:
+        row['reason'] = ('not searched (--no-search)' if args.no_search
+                         else search(row, launch, arch, args.jobs))
+        print(f'SPILL {row["kernel"]} sm_{arch} {row["spec"]}: '
+              f'{row["spill_stores"]} B stores / {row["spill_loads"]} B '
+              f'loads, used by {row["used_by"]}; {row["reason"]}',
+              flush=True)
+    print(f'{time.perf_counter() - start:.0f} s with {args.jobs} processes')
     for r in failed:
         print(f'\nFAILED {r["kernel"]} sm_{r["arch"]} {r["spec"]}:\n'
               f'{r["error"]}', file=sys.stderr)

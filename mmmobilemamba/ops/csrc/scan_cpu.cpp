@@ -6,9 +6,9 @@
 // as portable as PyTorch's own wheel while the build needs no -march flag.
 // Other architectures get one copy, vectorised for their baseline.
 //
-// The Python side (mmmobilemamba/ops/selective_scan/cpp_scan.py) prepares
-// contiguous inputs in the layouts listed in scan_kernel.h and registers
-// these functions as the 'cpp' implementation of the scan's custom operator.
+// The Python side (mmmobilemamba/ops/scan/cpu.py) calls these as the 'cpp'
+// row's kernels of the scan's custom operator, in the layouts listed in
+// scan_kernel.h.
 #include <ATen/ATen.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>

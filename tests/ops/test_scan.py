@@ -1,12 +1,12 @@
-"""Selective scan: every backend against the fp64 reference.
+"""Selective scan: every backend against the fp64 reference, the portable
+form's recurrence and ONNX graph, and the interface's errors.
 
-The reference (``backend='ref'``, a plain loop) is run in fp64 on the same
+The reference (``backend='ref'``, a plain loop) runs in fp64 on the same
 (already rounded) inputs; the backend under test runs in the inputs' dtype.
-Forward outputs and all input gradients are compared with a relative error
-(max abs difference over the reference's max abs value). The Triton
-kernels run in triton's CPU interpreter in a subprocess (see
-``_triton_interpret_check.py``). The custom operator, torch.compile, thread
-counts and the missing-extension fallback are tested in ``test_scan_op.py``.
+Outputs and all input gradients are compared by relative error (max abs
+difference over the reference's max abs value). The Triton kernels run in
+triton's CPU interpreter, in a subprocess (``_triton_interpret_check.py``).
+The operator, the table and the fallbacks are tested in ``test_scan_op.py``.
 """
 import ast
 import importlib.util
@@ -18,17 +18,19 @@ import sys
 import pytest
 import torch
 
-from mmmobilemamba.ops.selective_scan import (available_backends,
-                                              default_backend, selective_scan,
-                                              selective_scan_bidirectional)
-from mmmobilemamba.ops.selective_scan.linear_recurrence import (_plan,
-                                                                linear_scan_)
+from mmmobilemamba.ops.scan import (available_backends, default_backend,
+                                    selective_scan,
+                                    selective_scan_bidirectional)
+from mmmobilemamba.ops.scan import torch_scan
+from mmmobilemamba.ops.scan.linear_recurrence import _plan, linear_scan_
+from mmmobilemamba.ops.scan.portable import doubling_scan, softplus
 
 #: Backends testable in this process (triton needs CUDA or the interpreter).
 BACKENDS = [b for b in available_backends('cpu') if b != 'ref']
 TOL = {torch.float64: 1e-10, torch.float32: 1e-4, torch.float16: 4e-3,
        torch.bfloat16: 3e-2}
 NAMES = ('u', 'delta', 'A', 'B', 'C', 'D', 'z', 'delta_bias')
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
 def make_inputs(batch, dim, length, n_state, groups=None, z=False,
@@ -71,6 +73,11 @@ def run(ins, backend, dtype=None, softplus=True, last=False, seed=1):
     return outs, dict(zip(present, grads))
 
 
+def rel(got, ref):
+    return ((got.double() - ref.double()).abs().max() /
+            ref.double().abs().max().clamp_min(1e-12)).item()
+
+
 def assert_matches_ref(ins, backend, softplus=True, last=False, tol=None):
     dtype = ins['u'].dtype
     tol = tol or TOL[dtype]
@@ -84,8 +91,7 @@ def assert_matches_ref(ins, backend, softplus=True, last=False, tol=None):
         assert got.dtype == want, (name, got.dtype)
         assert got.shape == ref.shape, name
         assert torch.isfinite(got).all(), f'{name} has NaN/inf'
-        err = ((got.double() - ref).abs().max() /
-               ref.abs().max().clamp_min(1e-12)).item()
+        err = rel(got, ref)
         assert err < tol, f'{backend} {name}: relative error {err:.2e}'
 
 
@@ -107,12 +113,8 @@ def test_wide_rows_match_reference(backend):
     ins = make_inputs(1, 44, 150, 1, z=True, seed=21)
     assert_matches_ref(ins, backend, last=True)
     bi = make_bi_inputs(1, 44, 150, 1, seed=22)
-    got = run_bi(bi, backend)
-    ref = run_bi(bi, 'ref', torch.float64)
-    for a, b in zip(got, ref):
-        err = ((a.double() - b).abs().max() /
-               b.abs().max().clamp_min(1e-12)).item()
-        assert err < 1e-4, err
+    for a, b in zip(run_bi(bi, backend), run_bi(bi, 'ref', torch.float64)):
+        assert rel(a, b) < 1e-4
 
 
 @pytest.mark.parametrize('backend', BACKENDS)
@@ -125,6 +127,13 @@ def test_long_sequence(backend):
 @pytest.mark.parametrize('groups', [None, 1, 3, 6])
 def test_grouped_bc_gate_and_last_state(backend, groups):
     ins = make_inputs(2, 6, 37, 2, groups=groups, z=True, seed=3)
+    assert_matches_ref(ins, backend, last=True)
+
+
+@pytest.mark.parametrize('backend', BACKENDS)
+def test_grouped_single_state(backend):
+    """Grouped B/C with N = 1: the portable form's 4-D path."""
+    ins = make_inputs(2, 6, 20, 1, groups=3, z=True, seed=15)
     assert_matches_ref(ins, backend, last=True)
 
 
@@ -145,7 +154,7 @@ def test_large_decay_is_finite_and_exact(backend):
 @pytest.mark.parametrize('backend', BACKENDS)
 @pytest.mark.parametrize('softplus', [False, True])
 def test_inputs_are_not_modified(backend, softplus):
-    """The fast paths work in place on temporaries, never on the inputs
+    """Kernels may work in place on temporaries, never on the inputs
     (without delta_bias, dt is delta itself)."""
     ins = make_inputs(2, 4, 30, 1, z=True, seed=14)
     ins['delta_bias'] = None
@@ -167,9 +176,8 @@ def test_samples_are_independent(backend):
     together = selective_scan(*(ins[k] for k in NAMES), True,
                               backend=backend)
     for i in range(3):
-        one = {k: None if v is None or k in ('A', 'D', 'delta_bias') else
-               v[i:i + 1] for k, v in ins.items()}
-        one.update(A=ins['A'], D=ins['D'], delta_bias=ins['delta_bias'])
+        one = {k: v if k in ('A', 'D', 'delta_bias') else v[i:i + 1]
+               for k, v in ins.items()}
         alone = selective_scan(*(one[k] for k in NAMES), True,
                                backend=backend)
         torch.testing.assert_close(together[i:i + 1], alone, rtol=1e-5,
@@ -202,6 +210,20 @@ def test_gradcheck(backend):
         return selective_scan(*args, True, True, backend=backend)
 
     assert torch.autograd.gradcheck(fn, xs, eps=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize('backend', BACKENDS)
+def test_second_backward_gives_the_same_gradients(backend):
+    """A second backward pass (retain_graph=True) recomputes what it needs
+    and gets the same gradients."""
+    xs = {k: v.requires_grad_()
+          for k, v in make_inputs(2, 6, 50, 2, z=True).items()}
+    y, last = selective_scan(*xs.values(), True, True, backend=backend)
+    loss = (y * torch.randn_like(y)).sum() + last.square().sum()
+    first = torch.autograd.grad(loss, list(xs.values()), retain_graph=True)
+    second = torch.autograd.grad(loss, list(xs.values()))
+    for name, a, b in zip(xs, first, second):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
 
 
 # --- two directions (SS2D) ----------------------------------------------
@@ -238,8 +260,7 @@ def test_bidirectional_matches_reference(backend, length, n_state):
     for name, a, b in zip(('y', 'du', 'ddelta', 'dA', 'dB', 'dC', 'dD',
                            'ddelta_bias'), got, ref):
         assert a.dtype == torch.float32 and a.shape == b.shape, name
-        err = ((a.double() - b).abs().max() /
-               b.abs().max().clamp_min(1e-12)).item()
+        err = rel(a, b)
         assert err < 1e-4, f'{name}: relative error {err:.2e}'
 
 
@@ -257,6 +278,24 @@ def test_bidirectional_is_forward_plus_flipped_backward(backend):
     torch.testing.assert_close(y, y0 + f(y1), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize('backend', BACKENDS)
+def test_bidirectional_large_decay(backend):
+    """Steps of decay 200 in both directions, without softplus."""
+    g = torch.Generator().manual_seed(0)
+    batch, dim, length = 2, 3, 150
+    u, delta, A, B, C, D, _ = make_bi_inputs(batch, dim, length, 1)
+    delta = torch.rand(batch, 2, dim, length, generator=g) * 20
+    A = -torch.rand(2 * dim, 1, generator=g) * 10
+    A[0] = A[dim] = -10.
+    delta[:, :, 0] = 20.  # exactly 200 per step on channel 0
+    args = (u, delta, A, B, C, D)
+    ref = selective_scan_bidirectional(*(a.double() for a in args),
+                                       delta_softplus=False, backend='ref')
+    got = selective_scan_bidirectional(*args, delta_softplus=False,
+                                       backend=backend)
+    assert torch.isfinite(got).all() and rel(got, ref) < 1e-5
+
+
 def token_major(t: torch.Tensor) -> torch.Tensor:
     """``t`` (..., d, L) stored as (..., L, d): what flattening a
     channels-last map gives SS2D."""
@@ -266,9 +305,9 @@ def token_major(t: torch.Tensor) -> torch.Tensor:
 @pytest.mark.parametrize('backend', BACKENDS)
 @pytest.mark.parametrize('length', [9, 150])
 def test_token_major_inputs(backend, length):
-    """u, delta and z laid out token-major (any strides are read without a
-    copy by the compiled kernels) give the contiguous inputs' results, in
-    the forward and in every gradient; 40 channels leave a partial block."""
+    """u, delta and z laid out token-major (the compiled kernels read any
+    strides without a copy) give the contiguous inputs' results, in the
+    forward and in every gradient; 40 channels leave a partial block."""
     ins = make_inputs(2, 40, length, 1, groups=2, z=True, seed=length)
     outs, grads = run(ins, backend, last=True)
     strided = {k: token_major(v) if k in ('u', 'delta', 'z') else v
@@ -300,44 +339,27 @@ def test_bidirectional_gradcheck(backend):
     assert torch.autograd.gradcheck(fn, ins, eps=1e-6, atol=1e-6)
 
 
-# --- the 'torch' backend's slabs and kept scratch ---------------------
+# --- the 'torch' row's slabs, kept scratch and recurrence core -------------
 
 
 @pytest.mark.parametrize('slab', [64, 700, 5000])
 @pytest.mark.parametrize('groups', [None, 3])
-def test_torch_backend_slabs_agree_with_reference(monkeypatch, slab, groups):
+def test_torch_row_slabs_agree_with_reference(monkeypatch, slab, groups):
     """Tiny slabs split the problem by channels (64), by groups (700) and
     by samples (5000); every split must give the reference's values."""
-    from mmmobilemamba.ops.selective_scan import torch_scan
     monkeypatch.setattr(torch_scan, 'SLAB_ELEMENTS', slab)
     ins = make_inputs(3, 12, 37, 2, groups=groups, z=True)
     assert_matches_ref(ins, 'torch', last=True)
     bi = make_bi_inputs(3, 12, 37, 1)
     for got, ref in zip(run_bi(bi, 'torch'), run_bi(bi, 'ref',
                                                     torch.float64)):
-        err = ((got.double() - ref).abs().max() / ref.abs().max()).item()
-        assert err < TOL[torch.float32], err
-
-
-@pytest.mark.parametrize('backend', BACKENDS)
-def test_second_backward_gives_the_same_gradients(backend):
-    """A second backward pass (retain_graph=True) recomputes what it needs
-    and gets the same gradients."""
-    xs = {k: v.requires_grad_()
-          for k, v in make_inputs(2, 6, 50, 2, z=True).items()}
-    y, last = selective_scan(*xs.values(), True, True, backend=backend)
-    loss = (y * torch.randn_like(y)).sum() + last.square().sum()
-    first = torch.autograd.grad(loss, list(xs.values()), retain_graph=True)
-    second = torch.autograd.grad(loss, list(xs.values()))
-    for name, a, b in zip(xs, first, second):
-        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
+        assert rel(got, ref) < TOL[torch.float32]
 
 
 def test_scratch_hands_out_cached_views_of_kept_buffers_only(monkeypatch):
     """A scratch view is cached per (name, shape) while its buffer is kept;
     growing a buffer or exceeding KEEP_BYTES drops the old views, so no
     memory is held that ``workspace_bytes`` does not report."""
-    from mmmobilemamba.ops.selective_scan import torch_scan
     scratch = torch_scan._Scratch(torch.float32, torch.device('cpu'))
     small = scratch('x', (2, 5))
     assert scratch('x', (2, 5)) is small and scratch.nbytes() == 40
@@ -350,34 +372,38 @@ def test_scratch_hands_out_cached_views_of_kept_buffers_only(monkeypatch):
     assert scratch.nbytes() == 0 and not scratch.views
 
 
-def test_torch_backend_scratch_is_reused_not_returned():
+def test_torch_row_scratch_is_reused_not_returned():
     """Scratch kept between calls never leaks into results: a later call
     of another shape leaves an earlier output untouched, and values stay
     right after the scratch has grown or been released."""
-    from mmmobilemamba.ops.selective_scan import (release_workspace,
-                                                  workspace_bytes)
-    release_workspace()
-    assert workspace_bytes() == 0
+    torch_scan.release_workspace()
+    assert torch_scan.workspace_bytes() == 0
     small = make_inputs(2, 8, 50, 1, seed=1)
     large = make_inputs(4, 16, 300, 1, seed=2)
     args = lambda ins: [ins[k] for k in NAMES]  # noqa: E731
     y_small = selective_scan(*args(small), True, backend='torch')
     kept = y_small.clone()
-    kept_bytes = workspace_bytes()
+    kept_bytes = torch_scan.workspace_bytes()
     assert kept_bytes > 0
     y_large = selective_scan(*args(large), True, backend='torch')
-    assert workspace_bytes() > kept_bytes  # grown for the larger slab
+    assert torch_scan.workspace_bytes() > kept_bytes  # grown
     torch.testing.assert_close(y_small, kept, rtol=0, atol=0)
     again = selective_scan(*args(small), True, backend='torch')
     torch.testing.assert_close(again, kept, rtol=0, atol=0)
-    release_workspace()
-    assert workspace_bytes() == 0
+    torch_scan.release_workspace()
+    assert torch_scan.workspace_bytes() == 0
     torch.testing.assert_close(
         selective_scan(*args(large), True, backend='torch'), y_large,
         rtol=0, atol=0)
 
 
-# --- the recurrence core and the API ------------------------------------
+def _recurrence(a, x, reverse):
+    expected = x.clone()
+    length = x.shape[-1]
+    for t in range(length - 2, -1, -1) if reverse else range(1, length):
+        prev = t + 1 if reverse else t - 1
+        expected[..., t] += a[..., t] * expected[..., prev]
+    return expected
 
 
 @pytest.mark.parametrize('reverse', [False, True])
@@ -388,19 +414,76 @@ def test_linear_scan_core(length, rows, reverse):
     a = torch.rand(rows // 2, 2, length, generator=g, dtype=torch.float64)
     x = torch.randn(rows // 2, 2, length, generator=g, dtype=torch.float64)
     a[0, 0, length // 2] = 0.  # a decay that underflowed: a reset
-    expected = x.clone()
-    steps = range(length - 2, -1, -1) if reverse else range(1, length)
-    for t in steps:
-        prev = t + 1 if reverse else t - 1
-        expected[..., t] += a[..., t] * expected[..., prev]
     got = linear_scan_(a, x.clone(), reverse=reverse)
-    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(got, _recurrence(a, x, reverse), rtol=1e-12,
+                               atol=1e-12)
 
 
 def test_linear_scan_plans_cover_both_paths():
     """The cases above run both the chunked and the step-by-step path."""
     assert _plan(257, 4)[0] > 0 and _plan(31, 4)[0] > 0
     assert _plan(8, 4)[0] == 0
+
+
+# --- the portable form ----------------------------------------------------
+
+
+@pytest.mark.parametrize('reverse', [False, True])
+@pytest.mark.parametrize('length', [1, 2, 3, 5, 8, 9, 31, 100, 257])
+def test_doubling_scan_is_the_recurrence(length, reverse):
+    g = torch.Generator().manual_seed(length)
+    a = torch.rand(3, 2, length, generator=g, dtype=torch.float64)
+    x = torch.randn(3, 2, length, generator=g, dtype=torch.float64)
+    a[0, 0, length // 2] = 0.  # a decay that underflowed: a reset
+    torch.testing.assert_close(doubling_scan(a, x, reverse),
+                               _recurrence(a, x, reverse), rtol=1e-12,
+                               atol=1e-12)
+
+
+def test_softplus_form_is_exact_and_never_overflows():
+    x = torch.linspace(-200, 200, 40001, dtype=torch.float64)
+    ref = torch.nn.functional.softplus(x, threshold=1000)
+    assert (softplus(x.float()).double() - ref).abs().max() < 1e-5 * (
+        1 + ref.abs().max())
+    assert torch.isfinite(softplus(torch.tensor([-1e30, 1e30]))).all()
+
+
+def test_onnx_graph_of_the_portable_form(tmp_path):
+    """The portable two-direction scan exports to standard ONNX ops, one
+    Pad pair per doubling level, and onnxruntime reproduces PyTorch."""
+    ort = pytest.importorskip('onnxruntime')
+    onnx = pytest.importorskip('onnx')
+
+    class Scan(torch.nn.Module):
+
+        def __init__(self, ins):
+            super().__init__()
+            self.params = torch.nn.ParameterList(
+                torch.nn.Parameter(t) for t in (ins[2], ins[5], ins[6]))
+
+        def forward(self, u, delta, B, C):
+            A, D, bias = self.params
+            return selective_scan_bidirectional(u, delta, A, B, C, D, bias,
+                                                backend='portable')
+
+    ins = make_bi_inputs(1, 8, 144, 1, seed=3)
+    model = Scan(ins).eval()
+    path = str(tmp_path / 'scan.onnx')
+    feeds = dict(u=ins[0], delta=ins[1], B=ins[3], C=ins[4])
+    with torch.no_grad():
+        torch.onnx.export(model, tuple(feeds.values()), path, dynamo=False,
+                          opset_version=17, input_names=list(feeds),
+                          output_names=['y'])
+        ref = selective_scan_bidirectional(*ins, backend='ref').numpy()
+    ops = [n.op_type for n in onnx.load(path).graph.node]
+    assert {n.domain for n in onnx.load(path).graph.node} <= {'', 'ai.onnx'}
+    assert 'Softplus' not in ops and ops.count('Pad') <= 4 * 8  # 2^8 > 144
+    out, = ort.InferenceSession(path, providers=['CPUExecutionProvider']).run(
+        None, {k: v.numpy() for k, v in feeds.items()})
+    assert abs(out - ref).max() <= 1e-5 * max(1., abs(ref).max())
+
+
+# --- the interface ----------------------------------------------------------
 
 
 def test_default_backend_and_output_dtype():
@@ -427,7 +510,11 @@ def test_bad_inputs_raise_clear_errors():
                        torch.zeros(1, 3, 2, 6))
     with pytest.raises(ValueError, match='delta must'):
         selective_scan(args[0], args[1][..., :3], *args[2:5])
+    with pytest.raises(TypeError, match='floating'):
+        selective_scan(args[0].long(), *args[1:5])
     bi = make_bi_inputs(1, 2, 5, 1)
+    with pytest.raises(ValueError, match='C must be'):
+        selective_scan_bidirectional(*bi[:4], bi[4][:, :1])
     bi[2] = bi[2].abs()
     with pytest.raises(ValueError, match='A must be <= 0'):
         selective_scan_bidirectional(*bi)
@@ -442,9 +529,7 @@ def test_unavailable_backend_says_why():
 
 
 def test_library_never_sets_triton_interpret():
-    # (the package's name is shadowed by the function in mmmobilemamba.ops)
-    pkg = sys.modules['mmmobilemamba.ops.selective_scan']
-    root = osp.dirname(pkg.__file__)
+    root = osp.join(REPO, 'mmmobilemamba', 'ops', 'scan')
     for name in os.listdir(root):
         if name.endswith('.py'):
             with open(osp.join(root, name)) as f:
@@ -454,23 +539,24 @@ def test_library_never_sets_triton_interpret():
 
 
 def test_import_needs_only_torch():
-    """Without triton and mmengine the package imports and reports why the
-    triton backend is unavailable."""
+    """Without triton and mmengine the package imports and says why the
+    triton row cannot run."""
     code = ('import sys\n'
             'sys.modules["triton"] = None\n'
             'sys.modules["mmengine"] = None\n'
             'import torch\n'
-            'from mmmobilemamba.ops.selective_scan import triton_scan, '
-            'available_backends\n'
+            'from mmmobilemamba.ops.scan import available_backends\n'
+            'from mmmobilemamba.ops.scan import triton_scan\n'
             'from mmmobilemamba.ops import complexity\n'
             'print(available_backends("cpu"))\n'
-            'print(triton_scan.triton_status(torch.device("cuda")))\n'
+            'print(triton_scan.status(torch.device("cuda")))\n'
             'print("registered", complexity.register_flop_handles())\n')
     out = subprocess.run([sys.executable, '-c', code], capture_output=True,
                          text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     backends = ast.literal_eval(out.stdout.splitlines()[0])
-    assert {'ref', 'torch'} <= set(backends) and 'triton' not in backends
+    assert {'ref', 'torch', 'portable'} <= set(backends)
+    assert 'triton' not in backends
     assert 'triton is not installed' in out.stdout
     assert 'registered False' in out.stdout
 
@@ -482,9 +568,8 @@ def test_import_needs_only_torch():
 def test_triton_kernels_in_interpreter():
     script = osp.join(osp.dirname(__file__), '_triton_interpret_check.py')
     env = dict(os.environ, TRITON_INTERPRET='1')
-    repo = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
     env['PYTHONPATH'] = os.pathsep.join(
-        p for p in (repo, env.get('PYTHONPATH')) if p)
+        p for p in (REPO, env.get('PYTHONPATH')) if p)
     out = subprocess.run([sys.executable, script], capture_output=True,
                          text=True, env=env, timeout=900)
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]

@@ -1,14 +1,14 @@
-"""The ``'torch'`` backend: a fast selective scan in plain PyTorch ops.
+"""The ``'torch'`` row: the scan operator's kernels in plain PyTorch ops.
 
-:func:`torch_forward` and :func:`torch_backward` are this backend's
-implementation of the scan operator (:mod:`.scan_op`, which also holds the
-autograd formula), in the op's layout. It is the portable fallback where
-the compiled CPU kernels are not built, and runs on any device. Both
-directions of the two-direction scan are computed by the same tensor ops: u is broadcast to them (never flipped
-or copied) and direction 1 is scanned backwards in time by
-:func:`.linear_recurrence.linear_scan_`, so its inputs and outputs stay in
-raster order. The backward pass recomputes the states and runs the adjoint
-recurrence, which is the same scan in the opposite time direction.
+The fallback where the compiled CPU kernels are not built or the Triton
+kernels fail; it runs on any device. It trains 2-3x faster on a CPU than
+the portable form's doubling scan (docs/architecture.md#scan-backends),
+which is why both exist. Both directions are computed by the same tensor
+ops: u is broadcast to them (never flipped or copied) and direction 1 is
+scanned backwards in time by :func:`.linear_recurrence.linear_scan_`, so
+its inputs and outputs stay in raster order. The backward pass recomputes
+the states and runs the adjoint recurrence, the same scan in the opposite
+time direction.
 
 Internally every tensor is viewed as (batch, K, G, dim / G, N, L): K scan
 directions, G groups of B/C. The work is split into slabs of (batch, group,
@@ -44,12 +44,9 @@ def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-def _slabs(batch: int, groups: int, group_dim: int, row_elems: int,
-           recording: bool) -> Iterator[Slab]:
+def _slabs(batch: int, groups: int, group_dim: int,
+           row_elems: int) -> Iterator[Slab]:
     """(batch, group, channel) index ranges covering the problem."""
-    if recording:  # one slab: a recorded graph should not unroll slabs
-        yield slice(None), slice(None), slice(None)
-        return
     rows = max(1, SLAB_ELEMENTS // max(row_elems, 1))
     per_sample = groups * group_dim
     if rows >= per_sample:
@@ -66,16 +63,6 @@ def _slabs(batch: int, groups: int, group_dim: int, row_elems: int,
             for g in range(groups):
                 for d in range(0, group_dim, rows):
                     yield slice(b, b + 1), slice(g, g + 1), slice(d, d + rows)
-
-
-def _is_recording() -> bool:
-    """True while a graph is being traced or exported: every op and buffer
-    of the call is then recorded, so no scratch is kept and no slab loop is
-    unrolled."""
-    onnx_export = getattr(torch.onnx, 'is_in_onnx_export', lambda: False)
-    compiler = getattr(torch, 'compiler', None)
-    exporting = getattr(compiler, 'is_exporting', lambda: False)
-    return bool(torch.jit.is_tracing() or onnx_export() or exporting())
 
 
 class _Scratch:
@@ -128,13 +115,10 @@ KEEP_BYTES = 16 << 20
 _THREAD_SCRATCH = threading.local()
 
 
-def _scratch_for(dtype: torch.dtype, device: torch.device,
-                 recording: bool) -> _Scratch:
-    """This thread's scratch for ``dtype`` on ``device`` (a fresh one while
-    ``recording``, i.e. tracing or exporting: a tracer must see every buffer
-    created)."""
-    if recording:
-        return _Scratch(dtype, device)
+def _scratch_for(dtype: torch.dtype, device: torch.device) -> _Scratch:
+    """This thread's scratch for ``dtype`` on ``device``. (The kernels run
+    inside the scan operator or in eager inference, never under a tracer
+    that would record these buffers.)"""
     cache = getattr(_THREAD_SCRATCH, 'cache', None)
     if cache is None:
         cache = _THREAD_SCRATCH.cache = {}
@@ -190,10 +174,7 @@ class _Problem:
         self.shape = (batch, k_dirs, groups, group_dim, n_state, length)
         self.softplus = delta_softplus
         self.reverse = tuple(reverse)
-        # (asked once per call: it is several lookups, and small problems
-        # are bound by per-call overhead)
-        self.recording = _is_recording()
-        self.scratch = _scratch_for(acc, u.device, self.recording)
+        self.scratch = _scratch_for(acc, u.device)
         # (views that split a dimension; Tensor.unflatten's Python wrapper
         # costs ~3 us a call, which adds up on small problems)
         self.u = u.view(batch, 1, groups, group_dim, 1, length)
@@ -211,10 +192,7 @@ class _Problem:
 
     def slabs(self) -> Iterator[Slab]:
         batch, k_dirs, groups, group_dim, n_state, length = self.shape
-        # A trace keeps every slab's fresh temporaries alive (tens of GB for
-        # a detector at 1280x800), so one slab while recording.
-        return _slabs(batch, groups, group_dim, k_dirs * n_state * length,
-                      self.recording)
+        return _slabs(batch, groups, group_dim, k_dirs * n_state * length)
 
     def slab_u(self, sl: Slab) -> torch.Tensor:
         """u of one slab, (b, 1, g, d, 1, L) in the accumulation dtype."""
@@ -405,11 +383,9 @@ def _reverse_flags(k_dirs: int) -> Tuple[bool, ...]:
     return tuple(k % 2 == 1 for k in range(k_dirs))
 
 
-def torch_forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus: bool,
-                  return_last_state: bool):
-    """The ``'torch'`` implementation of the scan operator (its layout:
-    delta (b, K, d, L), A (K, d, N), B/C (b, K, G, N, L), D/bias (K, d)).
-    Returns y and direction 0's last state (or None) in u's dtype."""
+def forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus: bool,
+            return_last_state: bool):
+    """y and direction 0's last state (or None) in u's dtype."""
     prob = _Problem(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
                     _reverse_flags(delta.shape[1]))
     y, last = _forward(prob, return_last_state)
@@ -417,10 +393,10 @@ def torch_forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus: bool,
     return y, (None if last is None else last.flatten(1, 2).to(u.dtype))
 
 
-def torch_backward(gy, g_last, u, delta, A, B, C, D, z, delta_bias,
-                   delta_softplus: bool):
-    """Gradients of every input of :func:`torch_forward` (None for absent
-    inputs), recomputing the states slab by slab."""
+def backward(gy, g_last, u, delta, A, B, C, D, z, delta_bias,
+             delta_softplus: bool):
+    """Gradients of every input (None for absent inputs), recomputing the
+    states slab by slab."""
     prob = _Problem(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
                     _reverse_flags(delta.shape[1]))
     gu, g_delta, gA, gB, gC, gD, gz, g_bias = _backward(prob, gy, g_last)

@@ -67,33 +67,16 @@ def _plan(length: int, rows: int = 1) -> Tuple[int, float]:
 
 def _rows_bucket(x: torch.Tensor) -> int:
     """Number of sequences, rounded to a power of two (for the plan cache)."""
-    rows = 1
-    for size in x.shape[:-1]:
-        rows *= int(size)  # (sizes can be tensors while tracing)
-    return 1 << (max(rows, 1).bit_length() - 1)
+    return 1 << (max(x.numel() // x.shape[-1], 1).bit_length() - 1)
 
 
-def _positions(x: torch.Tensor, size: int,
-               tracing: bool) -> Sequence[torch.Tensor]:
-    """Views of every index of x's last dimension (of ``size``).
-
-    ``unbind`` makes them in one call, about 1 us a view cheaper than
-    indexing, which matters on short sequences, where the scan is bound by
-    per-call overhead. Under ``jit.trace``, though, ``unbind`` put ops of
-    the scan's body into the traced graph beside its one ``PythonOp``
-    (``tests/ops/test_complexity.py``), so while tracing the views come
-    from indexing.
-    """
-    if tracing:
-        return [x[..., i] for i in range(size)]
-    return x.unbind(-1)
-
-
-def _steps_(a: torch.Tensor, x: torch.Tensor, length: int, reverse: bool,
-            tracing: bool) -> None:
+def _steps_(a: torch.Tensor, x: torch.Tensor, length: int,
+            reverse: bool) -> None:
     """Step through the whole last dimension (of ``length``), whose first
-    element (last when ``reverse``) already holds its state."""
-    av, xv = _positions(a, length, tracing), _positions(x, length, tracing)
+    element (last when ``reverse``) already holds its state. (``unbind``
+    makes the per-step views in one call, about 1 us a view cheaper than
+    indexing: short sequences are bound by per-call overhead.)"""
+    av, xv = a.unbind(-1), x.unbind(-1)
     step = 1 if reverse else -1
     for t in range(length - 2, -1, -1) if reverse else range(1, length):
         xv[t].addcmul_(av[t], xv[t + step])
@@ -112,8 +95,7 @@ def fresh_buffers(like: torch.Tensor) -> Scratch:
 
 def linear_scan_(a: torch.Tensor, x: torch.Tensor, reverse: bool = False,
                  scratch: Optional[Scratch] = None,
-                 _depth: int = 0, _tracing: Optional[bool] = None
-                 ) -> torch.Tensor:
+                 _depth: int = 0) -> torch.Tensor:
     """Solve ``h_t = a_t h_{t-1} + x_t`` in place of ``x`` and return it.
 
     Args:
@@ -130,16 +112,12 @@ def linear_scan_(a: torch.Tensor, x: torch.Tensor, reverse: bool = False,
     Returns:
         Tensor: ``x``, now holding h.
     """
-    # A plain int: while tracing, sizes are tensors, which would defeat the
-    # plan cache and record every step of the plan search in the trace.
-    length = int(x.shape[-1])
+    length = x.shape[-1]
     if length <= 1:
         return x
-    if _tracing is None:
-        _tracing = torch.jit.is_tracing()
     chunk, _ = _plan(length, _rows_bucket(x))
     if chunk == 0:
-        _steps_(a, x, length, reverse, _tracing)
+        _steps_(a, x, length, reverse)
         return x
     n_chunks = length // chunk
     tail = length - n_chunks * chunk
@@ -147,8 +125,7 @@ def linear_scan_(a: torch.Tensor, x: torch.Tensor, reverse: bool = False,
     main = slice(tail, length) if reverse else slice(0, length - tail)
     chunked = tuple(x.shape[:-1]) + (n_chunks, chunk)
     a_main, x_main = (a[..., main], x[..., main]) if tail else (a, x)
-    av = _positions(a_main.view(chunked), chunk, _tracing)
-    xv = _positions(x_main.view(chunked), chunk, _tracing)
+    av, xv = a_main.view(chunked).unbind(-1), x_main.view(chunked).unbind(-1)
     order = range(chunk - 1, -1, -1) if reverse else range(chunk)
 
     scratch = scratch or fresh_buffers(x)
@@ -164,7 +141,7 @@ def linear_scan_(a: torch.Tensor, x: torch.Tensor, reverse: bool = False,
     for i in range(2, chunk):
         decays.mul_(av[i])
     # 2. carries between chunks: the same recurrence, one level down.
-    linear_scan_(decays, ends, reverse, scratch, _depth + 1, _tracing)
+    linear_scan_(decays, ends, reverse, scratch, _depth + 1)
     # 3. fold each carry into its chunk's first step, then step through.
     first = order[0]
     if reverse:
@@ -178,5 +155,5 @@ def linear_scan_(a: torch.Tensor, x: torch.Tensor, reverse: bool = False,
         # the tail and the state it starts from
         window = slice(0, tail + 1) if reverse else slice(length - tail - 1,
                                                           length)
-        _steps_(a[..., window], x[..., window], tail + 1, reverse, _tracing)
+        _steps_(a[..., window], x[..., window], tail + 1, reverse)
     return x
