@@ -97,7 +97,7 @@ def _tool(relative):
 
 def test_converter_refuses_the_payload_and_writes_nothing(payload, tmp_path,
                                                           capsys):
-    from mmmobilemamba.convert import convert_release_checkpoint
+    from mmmobilemamba.checkpoint.release import convert_release_checkpoint
     path, marker = payload
     dst = str(tmp_path / 'out.pth')
     with pytest.raises(UnsafeCheckpointError):

@@ -84,9 +84,10 @@ assert [o.shape[1] for o in outs] == [144, 272, 368]
 
 
 @pytest.mark.parametrize('config,scope', [
-    ('configs/mobilemamba/peft/mobilemamba-t2-lora_1xb32_digits-32px.py',
+    ('configs/mobilemamba/mobilemamba-t2-lora_1xb32_digits-32px.py',
      'mmpretrain'),
-    ('configs/retinanet_mobilemamba_b1_lora.py', 'mmdet'),
+    ('configs/retinanet/retinanet_mobilemamba-b1-lora_fpn_1x_coco.py',
+     'mmdet'),
 ])
 def test_lora_config_builds_from_its_toolbox_registry(config, scope):
     """MobileMambaLoRA builds the model it wraps with the scope of the

@@ -1,8 +1,16 @@
-"""Evaluate a checkpoint with an OpenMMLab config.
+"""Evaluate a checkpoint, or an exported model file, with an OpenMMLab
+config.
 
-    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out FILE]
-        [--show-dir DIR] [--cfg-options k=v ...] [--launcher none|pytorch|slurm]
-        [--trust-checkpoint]
+    python tools/test.py CONFIG CHECKPOINT|MODEL.onnx|MODEL.pte
+        [--work-dir DIR] [--out FILE] [--show-dir DIR] [--cfg-options k=v ...]
+        [--launcher none|pytorch|slurm] [--trust-checkpoint] [--threads N]
+
+An ``.onnx`` or ``.pte`` file (a detector or segmentor written by
+tools/deployment/export.py, with its ``MODEL.json``) runs in its runtime in
+place of the model: the config's test dataloader (its ``Resize`` set to the
+exported size), data preprocessor and evaluator are used as they are
+(:mod:`mmmobilemamba.deploy.backend_model`). ``--threads`` sets the
+runtime's threads.
 
 The checkpoint must match the config's model: a mismatch is an error that
 lists the missing and unexpected keys (mmengine alone would only warn and
@@ -23,6 +31,8 @@ from mmengine.dist import is_main_process
 
 import mmmobilemamba  # noqa: F401  (compat fixes + registration)
 from mmmobilemamba.checkpoint import add_trust_argument, trust_checkpoints
+from mmmobilemamba.deploy.backend_model import (backend_test_config,
+                                                is_backend_file)
 from mmmobilemamba.utils import (build_runner, check_checkpoint_matches,
                                  prepare_test_config)
 
@@ -49,6 +59,8 @@ def parse_args(argv=None):
         default='none',
         help='job launcher')
     add_trust_argument(parser)
+    parser.add_argument('--threads', type=int, default=None,
+                        help='runtime threads for an .onnx / .pte model')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0,
                         help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -111,8 +123,12 @@ def main(argv=None):
                                   _temporary_name(args.out)):
             tmp = _temporary_name(args.out)
             _remove(tmp)  # left by a run that was killed
+        backend = is_backend_file(args.checkpoint)
+        if backend:
+            backend_test_config(cfg, args.checkpoint, args.threads)
         runner = build_runner(cfg)
-        check_checkpoint_matches(runner.model, args.checkpoint)
+        if not backend:
+            check_checkpoint_matches(runner.model, args.checkpoint)
         try:
             metrics = runner.test()
         except BaseException:

@@ -12,6 +12,7 @@ package reads every checkpoint without running anything from it:
 - :mod:`.loader`: the one entry point, :func:`load_checkpoint_file`.
 - :mod:`.trust`: the user's opt-in for files they trust.
 - :mod:`.keys`: weights into a module, with a report of mismatched keys.
+- :mod:`.release`: the authors' release checkpoints mapped to this layout.
 
 The threat model is in docs/checkpoints.md.
 """

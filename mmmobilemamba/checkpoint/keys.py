@@ -57,7 +57,7 @@ def _layout_hint(state_dict: Dict[str, torch.Tensor]) -> str:
     if any(k.startswith(('patch_embed.', 'blocks1.')) for k in state_dict):
         return (' It is in the released MobileMamba layout: convert it first '
                 'with tools/model_converters/mobilemamba_to_mmpretrain.py '
-                '(mmmobilemamba.convert).')
+                '(mmmobilemamba.checkpoint.release).')
     if any(k.startswith('backbone.') for k in state_dict):
         return " Its keys start with 'backbone.': pass that prefix."
     return ''

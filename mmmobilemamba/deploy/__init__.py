@@ -1,15 +1,21 @@
-"""Deployment helpers shared by tools/deployment and the deploy benchmark.
+"""Deployment: inference forms, runtime files, runtimes.
 
-* :mod:`.calibration`: images from a folder through a config's test
-  pipeline, normalised as the model's data preprocessor does (the inputs of
-  int8 calibration and of accuracy checks on exported models).
-* :mod:`.xnnpack`: ``torch.export`` -> ExecuTorch program delegated to
-  XNNPACK, fp32 or int8 (pt2e post-training quantization), and running a
-  ``.pte`` file in ExecuTorch's runtime.
-* :mod:`.quantize_onnx`: static int8 (QDQ) quantization of an ONNX file for
-  onnxruntime.
-* :mod:`.runtimes`: one call interface over the runtimes (``runner``).
+* :mod:`.convert`: ``convert(model, target)``, the module tree in the form
+  of one target (the table of targets and their passes); the forms
+  themselves are in :mod:`.forms`, one module per pass; :mod:`.fold` is the
+  BatchNorm-folding arithmetic;
+* :mod:`.export`: ``export(model, target, example, out)`` writes ONNX and
+  ``.pte`` files (fp32 or int8), on :mod:`.xnnpack` (ExecuTorch/XNNPACK)
+  and :mod:`.quantize_onnx` (onnxruntime QDQ);
+* :mod:`.model_source`: the model to export, from a config and checkpoint;
+* :mod:`.calibration`: images through a config's test pipeline (int8
+  calibration, accuracy of exported files);
+* :mod:`.runtimes`: one call interface over onnxruntime and ExecuTorch.
 
 Heavy dependencies (executorch, torchao, onnxruntime) are imported inside
 the functions that need them.
 """
+from .convert import TARGETS, convert
+from .export import export
+
+__all__ = ['TARGETS', 'convert', 'export']

@@ -12,6 +12,24 @@ import torch
 
 #: Runtime names and the file ending each loads.
 RUNTIMES = {'executorch': '.pte', 'onnxruntime': '.onnx'}
+#: Runtime name -> the pip package that provides it.
+PACKAGES = {'executorch': 'executorch', 'onnxruntime': 'onnxruntime'}
+
+
+def require_runtime(name: str) -> None:
+    """Raise an ImportError naming the package when runtime ``name`` is not
+    installed."""
+    import importlib.util
+    check_runtime(name)
+    try:
+        found = importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):  # a module set to None, say
+        found = False
+    if not found:
+        raise ImportError(
+            f'the {name} runtime needs the {PACKAGES[name]!r} package, which '
+            f'is not installed; install it with: pip install '
+            f'{PACKAGES[name]} (or run tools/install.sh)')
 
 
 def check_runtime(name: str) -> str:
@@ -52,10 +70,13 @@ def make_runner(runtime: str, path: str,
     Raises:
         ValueError: For an unknown runtime.
         FileNotFoundError: If ``path`` does not exist.
+        ImportError: If the runtime's package is not installed (the error
+            names it).
     """
     check_runtime(runtime)
     if not osp.isfile(path):
         raise FileNotFoundError(f'model file {path} not found')
+    require_runtime(runtime)
     if runtime == 'onnxruntime':
         session = ort_session(path, threads)
         name = session.get_inputs()[0].name

@@ -5,7 +5,8 @@ Bottom-up: :mod:`.bricks` (Conv-BN, FFN, DW, squeeze-excite, PatchMerging),
 the wavelet-domain branch), :mod:`.mk_deconv` (local branch),
 :mod:`.channel_split` and :mod:`.mrffi` (the token mixer), :mod:`.block`,
 :mod:`.stem`, :mod:`.stage`, then :mod:`.backbones.mobilemamba`.
-:mod:`.fusion` holds BN folding for deployment. The classification head
+This is the form that trains; inference forms come from
+:func:`mmmobilemamba.deploy.convert`. The classification head
 (:mod:`.heads.bn_linear_head`) needs mmpretrain and is not imported here.
 """
 from .backbones import MobileMamba
@@ -13,7 +14,6 @@ from .block import MobileMambaBlock
 from .bricks import (FFN, ConvBN, DropPath, DWConv, PatchMerging,
                      ResidualDWConv, SqueezeExcite)
 from .channel_split import ChannelSplit, split_channels
-from .fusion import fuse_bn
 from .mk_deconv import MKDeConv
 from .mrffi import MRFFI
 from .ss2d import SS2D, set_scan_backend
@@ -24,6 +24,6 @@ from .wte_mamba import WTEMamba
 __all__ = [
     'MobileMamba', 'MobileMambaBlock', 'ConvBN', 'DWConv', 'FFN', 'DropPath',
     'PatchMerging', 'ResidualDWConv', 'SqueezeExcite', 'ChannelSplit',
-    'split_channels', 'fuse_bn', 'MKDeConv', 'MRFFI', 'SS2D', 'Downsample',
+    'split_channels', 'MKDeConv', 'MRFFI', 'SS2D', 'Downsample',
     'MobileMambaStage', 'Stem', 'WTEMamba', 'set_scan_backend'
 ]

@@ -34,7 +34,6 @@ class MobileMambaBlock(nn.Module):
         d_state (int): SS2D state size. Defaults to 1.
         drop_path (float): Stochastic-depth rate of the outer residual.
             Defaults to 0.
-        deploy (bool): Build the fused form. Defaults to False.
     """
 
     def __init__(self,
@@ -45,16 +44,14 @@ class MobileMambaBlock(nn.Module):
                  ffn_ratio: float = 2,
                  ssm_ratio: float = 2,
                  d_state: int = 1,
-                 drop_path: float = 0.,
-                 deploy: bool = False) -> None:
+                 drop_path: float = 0.) -> None:
         super().__init__()
-        self.dw1 = ResidualDWConv(channels, bn_weight_init=0., deploy=deploy)
-        self.ffn1 = FFN(channels, ffn_ratio, deploy=deploy)
+        self.dw1 = ResidualDWConv(channels, bn_weight_init=0.)
+        self.ffn1 = FFN(channels, ffn_ratio)
         self.mrffi = MRFFI(channels, kernel_size, global_ratio, local_ratio,
-                           ssm_ratio=ssm_ratio, d_state=d_state,
-                           deploy=deploy)
-        self.dw2 = ResidualDWConv(channels, bn_weight_init=0., deploy=deploy)
-        self.ffn2 = FFN(channels, ffn_ratio, deploy=deploy)
+                           ssm_ratio=ssm_ratio, d_state=d_state)
+        self.dw2 = ResidualDWConv(channels, bn_weight_init=0.)
+        self.ffn2 = FFN(channels, ffn_ratio)
         self.drop_path = DropPath(drop_path)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -8,8 +8,6 @@ multi-kernel form for speed. ``kernel_sizes`` of length 1 is the release's
 form (the default); a longer tuple splits the channels into consecutive
 slices, one per kernel size (earlier slices take the remainder), each with
 its own depthwise Conv-BN - the paper's true multi-kernel form.
-
-Fused (deploy) form: conv -> ReLU -> conv, BatchNorms folded.
 """
 from typing import List, Sequence, Union
 
@@ -33,13 +31,11 @@ class MKDeConv(nn.Module):
         kernel_sizes (int | Sequence[int]): One kernel size (release form) or
             several (true multi-kernel, channels split evenly between them,
             in order). Every size must be odd.
-        deploy (bool): Build the fused form. Defaults to False.
     """
 
     def __init__(self,
                  channels: int,
-                 kernel_sizes: Union[int, Sequence[int]],
-                 deploy: bool = False) -> None:
+                 kernel_sizes: Union[int, Sequence[int]]) -> None:
         super().__init__()
         if isinstance(kernel_sizes, int):
             kernel_sizes = (kernel_sizes, )
@@ -55,11 +51,10 @@ class MKDeConv(nn.Module):
         self.kernel_sizes = kernel_sizes
         self.splits = split_evenly(channels, len(kernel_sizes))
         self.spatial = nn.ModuleList(
-            ConvBN(c, c, k, groups=c, deploy=deploy)
+            ConvBN(c, c, k, groups=c)
             for c, k in zip(self.splits, kernel_sizes))
         self.act = nn.ReLU()
-        self.channel = ConvBN(channels, channels, 1, groups=channels,
-                              deploy=deploy)
+        self.channel = ConvBN(channels, channels, 1, groups=channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if len(self.spatial) == 1:
@@ -68,12 +63,6 @@ class MKDeConv(nn.Module):
             parts = torch.split(x, self.splits, dim=1)
             x = torch.cat([m(p) for m, p in zip(self.spatial, parts)], dim=1)
         return self.channel(self.act(x))
-
-    def switch_to_deploy(self) -> None:
-        """Fold both BatchNorms (idempotent)."""
-        for m in self.spatial:
-            m.switch_to_deploy()
-        self.channel.switch_to_deploy()
 
     def extra_repr(self) -> str:
         return f'channels={self.channels}, kernel_sizes={self.kernel_sizes}'

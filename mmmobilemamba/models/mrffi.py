@@ -17,7 +17,6 @@ from typing import Sequence, Union
 import torch
 import torch.nn as nn
 
-from mmmobilemamba.ops.export_forms import delegate_forms
 from .bricks import ConvBN
 from .channel_split import split_channels
 from .mk_deconv import MKDeConv
@@ -36,7 +35,6 @@ class MRFFI(nn.Module):
         local_ratio (float): Local share (see ``split_channels``).
         ssm_ratio (float): SS2D expansion. Defaults to 2.
         d_state (int): SS2D state size. Defaults to 1.
-        deploy (bool): Build the fused form. Defaults to False.
     """
 
     def __init__(self,
@@ -45,29 +43,21 @@ class MRFFI(nn.Module):
                  global_ratio: float,
                  local_ratio: float,
                  ssm_ratio: float = 2,
-                 d_state: int = 1,
-                 deploy: bool = False) -> None:
+                 d_state: int = 1) -> None:
         super().__init__()
         kernels = ((kernel_size, ) if isinstance(kernel_size, int) else
                    tuple(kernel_size))
         self.split = split_channels(channels, global_ratio, local_ratio)
         cg, cl, _ = self.split
-        self.global_op = WTEMamba(
-            cg, kernels[0], ssm_ratio=ssm_ratio, d_state=d_state,
-            deploy=deploy) if cg else None
-        self.local_op = MKDeConv(cl, kernels, deploy=deploy) if cl else None
+        self.global_op = WTEMamba(cg, kernels[0], ssm_ratio=ssm_ratio,
+                                  d_state=d_state) if cg else None
+        self.local_op = MKDeConv(cl, kernels) if cl else None
         self.act = nn.ReLU()
-        self.proj = ConvBN(channels, channels, bn_weight_init=0.,
-                           deploy=deploy)
+        self.proj = ConvBN(channels, channels, bn_weight_init=0.)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if delegate_forms():  # slices: a delegate takes no split
-            cg, cl, _ = self.split
-            x_global, x_local, x_identity = (x[:, :cg], x[:, cg:cg + cl],
-                                             x[:, cg + cl:])
-        else:
-            x_global, x_local, x_identity = torch.split(
-                x, list(self.split), dim=1)
+        x_global, x_local, x_identity = torch.split(
+            x, list(self.split), dim=1)
         parts = []
         if self.global_op is not None:
             parts.append(self.global_op(x_global))

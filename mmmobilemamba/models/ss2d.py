@@ -19,10 +19,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mmmobilemamba.ops.export_forms import delegate_forms
-from mmmobilemamba.ops.selective_scan import (backend_table,
-                                              selective_scan_bidirectional)
-from .bricks import ConvBN, DepthwiseConv2d, layer_norm_over_channels
+from mmmobilemamba.ops.scan import (backend_table,
+                                    selective_scan_bidirectional)
+from .bricks import ConvBN
 
 #: Number of scan directions (raster order and its reverse).
 NUM_DIRECTIONS = 2
@@ -38,7 +37,7 @@ def set_scan_backend(model: nn.Module, backend: Optional[str]) -> int:
     Args:
         model (nn.Module): Any module; its SS2D submodules are changed.
         backend (str, optional): A name of the backend table
-            (:func:`mmmobilemamba.ops.selective_scan.backend_table`).
+            (:func:`mmmobilemamba.ops.scan.backend_table`).
 
     Returns:
         int: How many SS2D modules were changed.
@@ -70,8 +69,6 @@ class SS2D(nn.Module):
             means ceil(d_model / 16). Defaults to None.
         conv_kernel (int): Kernel of the depthwise conv before the scan.
             Defaults to 3.
-        deploy (bool): Build in_proj/out_proj in fused form. Defaults to
-            False.
 
     The selective-scan backend is not a constructor argument: it is set on
     a whole model with :func:`set_scan_backend` (the backbone's
@@ -84,8 +81,7 @@ class SS2D(nn.Module):
                  ssm_ratio: float = 2,
                  d_state: int = 1,
                  dt_rank: Optional[int] = None,
-                 conv_kernel: int = 3,
-                 deploy: bool = False) -> None:
+                 conv_kernel: int = 3) -> None:
         super().__init__()
         if d_model < 1:
             raise ValueError(f'd_model must be >= 1, got {d_model}')
@@ -96,9 +92,9 @@ class SS2D(nn.Module):
         self.d_state, self.dt_rank = d_state, dt_rank
         self.scan_backend: Optional[str] = None
 
-        self.in_proj = ConvBN(d_model, 2 * d_inner, deploy=deploy)
-        self.dwconv = DepthwiseConv2d(d_inner, conv_kernel,
-                                      padding=conv_kernel // 2)
+        self.in_proj = ConvBN(d_model, 2 * d_inner)
+        self.dwconv = nn.Conv2d(d_inner, d_inner, conv_kernel,
+                                padding=conv_kernel // 2, groups=d_inner)
         self.act = nn.SiLU()
 
         # Per direction: x -> (dt, B, C); dt -> d_inner time steps.
@@ -111,7 +107,7 @@ class SS2D(nn.Module):
         self.Ds = nn.Parameter(torch.ones(k * d_inner))
 
         self.out_norm = nn.LayerNorm(d_inner, eps=1e-5)
-        self.out_proj = ConvBN(d_inner, d_model, deploy=deploy)
+        self.out_proj = ConvBN(d_inner, d_model)
         self.reset_ssm_parameters()
 
     @torch.no_grad()
@@ -126,8 +122,6 @@ class SS2D(nn.Module):
 
     def scan(self, x: torch.Tensor) -> torch.Tensor:
         """The selective scan of a (B, d_inner, H, W) map, same shape out."""
-        if delegate_forms():
-            return self._scan_delegate_form(x)
         b, d, h, w = x.shape
         u = x.flatten(2)  # (B, d_inner, L), raster order
         k, c = self.x_proj_weight.shape[:2]
@@ -153,43 +147,7 @@ class SS2D(nn.Module):
             delta_softplus=True, backend=self.scan_backend, check=False)
         return y.view(b, d, h, w)
 
-    def _scan_delegate_form(self, x: torch.Tensor) -> torch.Tensor:
-        """:meth:`scan` in the operators a delegate takes (XNNPACK).
-
-        Both projections are 1x1 convolutions (XNNPACK takes no matrix
-        product with the weight on the left): the x projection with its
-        rows regrouped as (dt, B, C) of both directions, so that each part
-        is one slice; the dt projection as a convolution with one group per
-        direction, which writes the (B, 2, d_inner, L) layout of the scan.
-        The weight reshapes are constants that the exporter folds.
-        """
-        b, _, h, w = x.shape
-        # The weights' shapes from the module, not from x: a tracer records
-        # x.shape as dynamic values, and ONNX needs static kernel shapes.
-        d, k, r, n = self.d_inner, NUM_DIRECTIONS, self.dt_rank, self.d_state
-        wx = self.x_proj_weight  # (k, R + 2N, d)
-        weight = torch.cat([wx[:, :r].reshape(k * r, d),
-                            wx[:, r:r + n].reshape(k * n, d),
-                            wx[:, r + n:].reshape(k * n, d)])
-        x_dbl = F.conv2d(x, weight[:, :, None, None])
-        dts = F.conv2d(x_dbl[:, :k * r],
-                       self.dt_proj_weight.reshape(k * d, r, 1, 1), groups=k)
-        bs = x_dbl[:, k * r:k * (r + n)].reshape(b, k, n, h * w)
-        cs = x_dbl[:, k * (r + n):].reshape(b, k, n, h * w)
-        y = selective_scan_bidirectional(
-            x.reshape(b, d, h * w), dts.reshape(b, k, d, h * w),
-            -torch.exp(self.A_logs.float()), bs, cs, self.Ds.float(),
-            self.dt_proj_bias.flatten().float(), delta_softplus=True,
-            backend=self.scan_backend)
-        return y.reshape(b, d, h, w)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if delegate_forms():  # slices (a delegate takes no split)
-            xz = self.in_proj(x)
-            x, z = xz[:, :self.d_inner], xz[:, self.d_inner:]
-            x = self.act(self.dwconv(x))
-            y = layer_norm_over_channels(self.scan(x), self.out_norm)
-            return self.out_proj(y * self.act(z))
         x, z = self.in_proj(x).chunk(2, dim=1)
         x = self.act(self.dwconv(x))
         y = self.scan(x)

@@ -27,20 +27,18 @@ class Downsample(nn.Module):
         in_channels (int): C.
         out_channels (int): C'.
         ffn_ratio (float): FFN expansion. Defaults to 2.
-        deploy (bool): Build the fused form. Defaults to False.
     """
 
     def __init__(self,
                  in_channels: int,
                  out_channels: int,
-                 ffn_ratio: float = 2,
-                 deploy: bool = False) -> None:
+                 ffn_ratio: float = 2) -> None:
         super().__init__()
-        self.pre_dw = ResidualDWConv(in_channels, deploy=deploy)
-        self.pre_ffn = FFN(in_channels, ffn_ratio, deploy=deploy)
-        self.merge = PatchMerging(in_channels, out_channels, deploy=deploy)
-        self.post_dw = ResidualDWConv(out_channels, deploy=deploy)
-        self.post_ffn = FFN(out_channels, ffn_ratio, deploy=deploy)
+        self.pre_dw = ResidualDWConv(in_channels)
+        self.pre_ffn = FFN(in_channels, ffn_ratio)
+        self.merge = PatchMerging(in_channels, out_channels)
+        self.post_dw = ResidualDWConv(out_channels)
+        self.post_ffn = FFN(out_channels, ffn_ratio)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.pre_dw(x)  # x + DW(x)
@@ -68,7 +66,6 @@ class MobileMambaStage(nn.Module):
             block; None means 0 for all. Defaults to None.
         with_cp (bool): Gradient checkpointing of each block while training.
             Defaults to False.
-        deploy (bool): Build the fused form. Defaults to False.
     """
 
     def __init__(self,
@@ -83,8 +80,7 @@ class MobileMambaStage(nn.Module):
                  ssm_ratio: float = 2,
                  d_state: int = 1,
                  drop_paths: Optional[Sequence[float]] = None,
-                 with_cp: bool = False,
-                 deploy: bool = False) -> None:
+                 with_cp: bool = False) -> None:
         super().__init__()
         if not downsample and in_channels != out_channels:
             raise ValueError(f'a stage without downsampling keeps its width, '
@@ -95,13 +91,12 @@ class MobileMambaStage(nn.Module):
                              f'{depth} blocks')
         self.with_cp = with_cp
         self.downsample = Downsample(
-            in_channels, out_channels, ffn_ratio,
-            deploy=deploy) if downsample else None
+            in_channels, out_channels, ffn_ratio) if downsample else None
         self.blocks = nn.Sequential(*[
             MobileMambaBlock(out_channels, kernel_size, global_ratio,
                              local_ratio, ffn_ratio=ffn_ratio,
                              ssm_ratio=ssm_ratio, d_state=d_state,
-                             drop_path=rate, deploy=deploy)
+                             drop_path=rate)
             for rate in drop_paths
         ])
 

@@ -15,11 +15,9 @@ class Stem(nn.Module):
     Args:
         in_channels (int): Image channels. Defaults to 3.
         out_channels (int): C0.
-        deploy (bool): Build the fused form. Defaults to False.
     """
 
-    def __init__(self, in_channels: int, out_channels: int,
-                 deploy: bool = False) -> None:
+    def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__()
         widths = [in_channels, out_channels // 8, out_channels // 4,
                   out_channels // 2, out_channels]
@@ -27,7 +25,7 @@ class Stem(nn.Module):
             raise ValueError(f'stem width {out_channels} is too small: it '
                              'must be >= 8 (the first conv has C0 // 8)')
         self.convs = nn.ModuleList(
-            ConvBN(cin, cout, 3, stride=2, deploy=deploy)
+            ConvBN(cin, cout, 3, stride=2)
             for cin, cout in zip(widths[:-1], widths[1:]))
         self.act = nn.ReLU()
 

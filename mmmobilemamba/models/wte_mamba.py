@@ -15,7 +15,6 @@ import torch
 import torch.nn as nn
 
 from mmmobilemamba.ops.wavelet import HaarWavelet2d
-from .bricks import DepthwiseConv2d
 from .ss2d import SS2D
 
 
@@ -30,8 +29,6 @@ class WTEMamba(nn.Module):
         wavelet_scale_init (float): Initial per-band scale. Defaults to 0.1.
         base_scale_init (float): Initial scale of the SS2D term. Defaults to
             1.0.
-        deploy (bool): Build SS2D's Conv-BNs fused and the wavelet transform
-            in its deploy form. Defaults to False.
     """
 
     def __init__(self,
@@ -40,19 +37,18 @@ class WTEMamba(nn.Module):
                  ssm_ratio: float = 2,
                  d_state: int = 1,
                  wavelet_scale_init: float = 0.1,
-                 base_scale_init: float = 1.0,
-                 deploy: bool = False) -> None:
+                 base_scale_init: float = 1.0) -> None:
         super().__init__()
         self.channels = channels
-        self.ss2d = SS2D(channels, ssm_ratio=ssm_ratio, d_state=d_state,
-                         deploy=deploy)
+        self.ss2d = SS2D(channels, ssm_ratio=ssm_ratio, d_state=d_state)
         self.base_scale = nn.Parameter(
             torch.full((1, channels, 1, 1), float(base_scale_init)))
-        self.wavelet = HaarWavelet2d(channels, deploy=deploy)
+        self.wavelet = HaarWavelet2d(channels)
         # padding='same' as the release: also what the FLOP convention of
         # docs/architecture.md#flops uses (mmengine leaves this conv out).
-        self.wavelet_conv = DepthwiseConv2d(4 * channels, kernel_size,
-                                            padding='same', bias=False)
+        self.wavelet_conv = nn.Conv2d(4 * channels, 4 * channels,
+                                      kernel_size, padding='same',
+                                      groups=4 * channels, bias=False)
         self.wavelet_scale = nn.Parameter(
             torch.full((1, 4 * channels, 1, 1), float(wavelet_scale_init)))
 

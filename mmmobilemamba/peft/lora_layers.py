@@ -4,9 +4,9 @@ A LoRA adapter is a low-rank update of a frozen weight matrix,
 ``W' = W + (alpha / r) * B @ A`` with ``A`` (r, in) and ``B`` (out, r).
 Here it is attached to the *weight tensor itself* as a
 :mod:`torch.nn.utils.parametrize` parametrization (:class:`LoRAUpdate`):
-whoever reads ``module.weight`` (the convolution's forward, the fused
-``PointwiseConv2d``, SS2D's scan, :func:`~mmmobilemamba.models.fusion.
-fold_bn_into_conv`) gets the adapted weight. That is why one adapter class
+whoever reads ``module.weight`` (the convolution's forward, SS2D's scan,
+the BatchNorm folding of :func:`mmmobilemamba.deploy.convert`) gets the
+adapted weight. That is why one adapter class
 covers every place the weights are used, and why BN fusion of an adapted
 Conv-BN folds the adapted weight (fusion and merging compose in either
 order).
@@ -17,8 +17,7 @@ Which tensors take an adapter, seen as a stack of G matrices (G, out, in):
 target                                 matrices
 =====================================  ==================================
 ``ConvBN`` / ``nn.Conv2d`` (groups 1)  the conv weight (C', C, kh, kw) as
-                                       one (C', C*kh*kw) matrix; fused or
-                                       not (``PointwiseConv2d`` included)
+                                       one (C', C*kh*kw) matrix
 ``nn.Linear``                          its (out, in) weight
 ``SS2D``                               ``x_proj_weight`` (K, R+2N, d_inner)
                                        and ``dt_proj_weight`` (K, d_inner,
@@ -39,7 +38,7 @@ import torch
 import torch.nn as nn
 from torch.nn.utils import parametrize
 
-from ..models.bricks import ChannelAffine, ConvBN
+from ..models.bricks import ConvBN
 from ..models.ss2d import SS2D
 
 #: SS2D's projection parameters that can take an adapter.
@@ -131,9 +130,8 @@ def check_rank_alpha(rank, alpha) -> None:
 
 def _conv_weight(conv: nn.Module, name: str) -> Tuple[nn.Module, str]:
     """The (module, tensor) of a conv that can take an adapter."""
-    if isinstance(conv, ChannelAffine) or (isinstance(conv, nn.Conv2d) and
-                                           conv.groups != 1):
-        groups = getattr(conv, 'groups', conv.in_channels)
+    if isinstance(conv, nn.Conv2d) and conv.groups != 1:
+        groups = conv.groups
         raise TypeError(
             f'{name} is a grouped/depthwise convolution (groups={groups}); '
             'LoRA adapters are not supported there: each channel owns one '
@@ -160,9 +158,10 @@ def lora_tensors(module: nn.Module, name: str) -> List[Tuple[nn.Module, str]]:
         TypeError: For a module type adapters do not support (the message
             names the type and what is supported).
     """
-    if isinstance(module, ConvBN):
+    from ..deploy.forms.fused import FusedConv
+    if isinstance(module, (ConvBN, FusedConv)):
         return [_conv_weight(module.conv, f'{name}.conv')]
-    if isinstance(module, (nn.Conv2d, ChannelAffine)):
+    if isinstance(module, nn.Conv2d):
         return [_conv_weight(module, name)]
     if isinstance(module, nn.Linear):
         return [(module, 'weight')]

@@ -5,14 +5,14 @@ classes (so the same latency), the same state-dict keys as the base model,
 and (in fp32) the outputs of the adapted model to rounding. It composes
 with BN fusion in either order:
 
-* merge, then :func:`~mmmobilemamba.models.fusion.fuse_bn` (what
+* merge, then ``mmmobilemamba.deploy.convert(model, 'fused')`` (what
   ``tools/model_converters/merge_lora.py`` followed by
   ``tools/deployment/fuse_bn.py`` does): the adapted weight ``W + BA``
   becomes the conv weight, then the BN is folded into it;
-* fuse, then merge: a Conv-BN's ``switch_to_deploy`` reads ``conv.weight``,
-  which is the adapted weight (the adapter is a parametrization of that
-  tensor), so the fold takes the adapter with it; the adapters that fusion
-  does not touch (SS2D's projections, Linear layers) are merged here.
+* fuse, then merge: folding a Conv-BN reads ``conv.weight``, which is the
+  adapted weight (the adapter is a parametrization of that tensor), so the
+  fold takes the adapter with it; the adapters that fusion does not touch
+  (SS2D's projections, Linear layers) are merged here.
 """
 import torch
 from torch import nn

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from ..helpers import run_tool
+from ..helpers import load_tool, run_tool
 from .test_export_onnx import CONFIG, _classifier
 
 TOOL = 'tools/deployment/export_executorch.py'
@@ -26,7 +26,8 @@ def checkpoint(tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def calib_dir(tmp_path_factory):
-    from mmmobilemamba.data_gen.imagenet_folder import make_imagenet_folder
+    make_imagenet_folder = load_tool(
+        'dataset_converters/make_imagenet_folder.py').make_imagenet_folder
     root = str(tmp_path_factory.mktemp('calib'))
     make_imagenet_folder(root, num_train_per_class=0, num_val_per_class=1,
                          image_size=48)
@@ -48,7 +49,7 @@ def _pte_outputs(path, x):
 def test_fp32_classifier_non_square(checkpoint, tmp_path):
     ckpt, model = checkpoint
     pte = str(tmp_path / 't2.pte')
-    out = run_tool(TOOL, CONFIG, ckpt, pte, '--fuse', '--shape', str(H),
+    out = run_tool(TOOL, CONFIG, ckpt, pte, '--shape', str(H),
                    str(W))
     assert f'input (1, 3, {H}, {W}), logits' in out
     match = re.search(r'worst difference ([\d.e+-]+)', out)
@@ -99,7 +100,7 @@ def _int8_numbers(out: str):
 def test_int8_classifier(checkpoint, calib_dir, tmp_path):
     ckpt, _ = checkpoint
     pte = str(tmp_path / 't2_int8.pte')
-    out = run_tool(TOOL, CONFIG, ckpt, pte, '--fuse', '--shape', str(H),
+    out = run_tool(TOOL, CONFIG, ckpt, pte, '--shape', str(H),
                    str(W), '--int8', '--calib-dir', calib_dir,
                    '--calib-num', '6')
     assert 'int8 (calibrated on 6 images; SS2D in float)' in out

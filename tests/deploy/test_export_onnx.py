@@ -64,7 +64,7 @@ def _only_standard_ops(path: str) -> None:
 def test_fused_classifier_dynamic_batch_non_square(checkpoint, tmp_path):
     ckpt, model = checkpoint
     onnx_path = str(tmp_path / 't2.onnx')
-    out = run_tool(TOOL, CONFIG, ckpt, onnx_path, '--fuse', '--dynamic-batch',
+    out = run_tool(TOOL, CONFIG, ckpt, onnx_path, '--dynamic-batch',
                    '--shape', str(H), str(W))
     assert f'(N, 3, {H}, {W}) N symbolic' in out
     assert out.count('parity batch') == 2  # batches 1 and 3

@@ -22,7 +22,7 @@ def test_int8_onnx(checkpoint, calib_dir, tmp_path, features):  # noqa: F811
     import onnx
     ckpt, _ = checkpoint
     out_path = str(tmp_path / 'int8.onnx')
-    extra = ['--features'] if features else ['--fuse']
+    extra = ['--features'] if features else []
     out = run_tool(TOOL, CONFIG, ckpt, out_path, '--shape', str(H), str(W),
                    '--int8', '--calib-dir', calib_dir, '--calib-num', '5',
                    *extra)

@@ -18,17 +18,13 @@ def test_convbn_keys_and_init():
     assert torch.all(m(torch.randn(2, 4, 5, 5)) == 0)
 
 
-def test_convbn_switch_to_deploy_is_equivalent_and_idempotent():
+def test_fused_convbn_is_equivalent():
+    from mmmobilemamba.deploy import convert
     m = randomize_norms(ConvBN(6, 6, 3, stride=2, groups=3)).eval()
     x = torch.randn(2, 6, 9, 7)
-    ref = m(x)
-    m.switch_to_deploy()
-    m.switch_to_deploy()
-    assert sorted(m.state_dict()) == ['conv.bias', 'conv.weight']
-    assert rel_err(m(x), ref) < 1e-6
-    built = ConvBN(6, 6, 3, stride=2, groups=3, deploy=True)
-    built.load_state_dict(m.state_dict())  # strict: same layout
-    assert rel_err(built(x), ref) < 1e-6
+    fused = convert(m, 'fused')
+    assert sorted(fused.state_dict()) == ['conv.bias', 'conv.weight']
+    assert rel_err(fused(x), m(x)) < 1e-6
 
 
 def test_ffn_starts_as_zero_and_has_hidden_ratio():
@@ -78,19 +74,16 @@ def test_drop_path():
         DropPath(1.0)
 
 
-def test_residual_dwconv_folds_its_identity_in_deploy_mode():
+def test_residual_dwconv_folds_its_identity_when_fused():
+    from mmmobilemamba.deploy import convert
     m = randomize_norms(ResidualDWConv(6)).eval()
     x = torch.randn(2, 6, 5, 7)
     ref = m(x)
     plain = DWConv(6)
     plain.load_state_dict(m.state_dict())
     torch.testing.assert_close(ref, x + plain.eval()(x))
-    m.switch_to_deploy()
-    m.switch_to_deploy()  # idempotent: the identity is added once
-    assert sorted(m.state_dict()) == ['conv.bias', 'conv.weight']
-    assert rel_err(m(x), ref) < 1e-6
-    built = ResidualDWConv(6, deploy=True).eval()
-    built.load_state_dict(m.state_dict())
-    assert rel_err(built(x), ref) < 1e-6
+    fused = convert(m, 'fused')
+    assert sorted(fused.state_dict()) == ['conv.bias', 'conv.weight']
+    assert rel_err(fused(x), ref) < 1e-6
     # a zero-initialised one starts as the identity
     assert torch.equal(ResidualDWConv(6, bn_weight_init=0.)(x), x)

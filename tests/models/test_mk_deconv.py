@@ -38,12 +38,11 @@ def test_fusion_equivalence(kernels):
     m = randomize_norms(MKDeConv(12, kernels)).eval()
     x = torch.randn(2, 12, 7, 8)
     ref = m(x)
-    m.switch_to_deploy()
-    assert not any('bn' in k for k in m.state_dict())
-    assert rel_err(m(x), ref) < 1e-5
-    fused = MKDeConv(12, kernels, deploy=True)
-    fused.load_state_dict(m.state_dict())
-    assert rel_err(fused(x), ref) < 1e-5
+    from mmmobilemamba.deploy import convert
+    for target in ('fused', 'eager-cpu', 'onnx'):
+        fused = convert(m, target)
+        assert not any('bn' in k for k in fused.state_dict())
+        assert rel_err(fused(x), ref) < 1e-5
 
 
 def test_bad_kernels_raise():

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from mmmobilemamba.models import SS2D
-from mmmobilemamba.ops.selective_scan import selective_scan
+from mmmobilemamba.ops.scan import selective_scan
 
 
 def test_parameter_shapes_follow_the_release_layout():

@@ -11,13 +11,14 @@ import torch
 
 from mmmobilemamba.checkpoint import load_checkpoint_file
 
-from ..helpers import REPO, run_tool
+from ..helpers import REPO, load_tool, run_tool
 
 pytest.importorskip('mmpretrain')
 
-LORA = osp.join(REPO, 'configs', 'mobilemamba', 'peft',
+LORA = osp.join(REPO, 'configs', 'mobilemamba',
                 'mobilemamba-t2-lora_1xb32_digits-32px.py')
-RETINA = osp.join(REPO, 'configs', 'retinanet_mobilemamba_b1_lora.py')
+RETINA = osp.join(REPO, 'configs', 'retinanet',
+                  'retinanet_mobilemamba-b1-lora_fpn_1x_coco.py')
 TINY = dict(embed_dims=(32, 48, 80), depths=(1, 1, 1))
 # the LoRA config on a tiny T2-shaped backbone (an arch dict does not pass
 # through --cfg-options)
@@ -33,7 +34,8 @@ model = dict(module=dict(
 @pytest.fixture(scope='module')
 def digits_root(tmp_path_factory):
     pytest.importorskip('sklearn')
-    from mmmobilemamba.data_gen import make_imagenet_folder
+    make_imagenet_folder = load_tool(
+        'dataset_converters/make_imagenet_folder.py').make_imagenet_folder
     root = str(tmp_path_factory.mktemp('digits'))
     # what tools/dataset_converters/make_imagenet_folder.py writes
     make_imagenet_folder(root, 2, 1, 32, seed=0, source='digits')

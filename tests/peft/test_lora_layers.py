@@ -5,7 +5,8 @@ import torch
 import torch.nn as nn
 
 from mmmobilemamba.models import SS2D, ConvBN
-from mmmobilemamba.models.bricks import ChannelAffine, PointwiseConv2d
+from mmmobilemamba.deploy.forms.eager_cpu import (ChannelAffine,
+                                                  PointwiseConv2d)
 from mmmobilemamba.peft import LoRAUpdate, add_lora, get_lora
 from mmmobilemamba.peft.lora_layers import lora_tensors
 
@@ -77,7 +78,7 @@ def test_ss2d_adapters_are_per_direction():
 @pytest.mark.parametrize('module, match', [
     (ConvBN(8, 8, 3, groups=8), 'depthwise'),
     (nn.Conv2d(8, 8, 3, groups=4), 'depthwise'),
-    (ChannelAffine(8), 'depthwise'),
+    (ChannelAffine(8, 8, 1, groups=8), 'depthwise'),
     (nn.BatchNorm2d(8), 'BatchNorm2d, which takes no adapter'),
     (nn.Sequential(nn.Linear(2, 2)), 'Sequential, which takes no adapter'),
 ])

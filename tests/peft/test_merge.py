@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.nn.utils import parametrize
 
-from mmmobilemamba.models.fusion import fuse_bn
+from mmmobilemamba.deploy import convert
 from mmmobilemamba.peft import MobileMambaLoRA, merge_lora
 
 from ..helpers import rel_err
@@ -54,7 +54,7 @@ def test_merge_gives_the_plain_model_with_the_same_outputs(trained):
 
 def test_merge_then_fuse(trained):
     model, _, x, out = trained
-    merged = fuse_bn(merge_lora(copy.deepcopy(model)))
+    merged = convert(merge_lora(copy.deepcopy(model)), 'fused')
     assert rel_err(merged(x, mode='tensor'), out) <= TOL
 
 
@@ -62,7 +62,7 @@ def test_fuse_then_merge(trained):
     # Conv-BN fusion folds the adapted weight (the adapter is a
     # parametrization of conv.weight); SS2D's adapters are merged after
     model, _, x, out = trained
-    fused = fuse_bn(copy.deepcopy(model))
+    fused = convert(model, 'fused')
     assert rel_err(fused(x, mode='tensor'), out) <= TOL
     merged = merge_lora(fused)
     assert _plain(merged)
@@ -70,7 +70,7 @@ def test_fuse_then_merge(trained):
 
 
 def test_adapters_on_an_already_fused_model():
-    base = fuse_bn(tiny_classifier())
+    base = convert(tiny_classifier(), 'eager-cpu')
     x = torch.rand(1, 3, 32, 32)
     with torch.no_grad():  # inference first: deploy forms may cache weights
         ref = base(x, mode='tensor')

@@ -22,10 +22,10 @@ Everything is measured in this one process, in eval mode under
 
 The model is built from CONFIG with random weights and random BatchNorm
 statistics (speed does not depend on the values; BN fusion does need
-non-trivial statistics to be a real fold). ``--fuse`` folds the BNs with
-:func:`mmmobilemamba.models.fusion.fuse_bn` and also times the unfused
-model, printing the fusion speed-up. ``--peers`` times mmpretrain's
-MobileNetV3-Large (224), MobileViT-XS/S (256) and EfficientNet-B0 (224) at
+non-trivial statistics to be a real fold). ``--fuse`` times the inference
+form, ``mmmobilemamba.deploy.convert(model, 'eager-cpu')`` on a CPU
+(``'fused'`` on a GPU), and also the training form, printing the speed-up.
+``--peers`` times mmpretrain's MobileNetV3-Large (224), MobileViT-XS/S (256) and EfficientNet-B0 (224) at
 their own resolutions in the same rounds, interleaved with the model, so
 that machine load affects all alike, and prints the ratios.
 ``--scan-share`` prints the selective scan's share of the forward, timed
@@ -40,10 +40,10 @@ Batch-1 latency, what a phone user waits for, is measured on its own too:
 * ``--variants``: the other MobileMamba classifiers (of T2, T4, S6, B1,
   B2, B4, at their test sizes, BN fused with ``--fuse``) join that
   comparison;
-* ``--onnx``: every model of the comparison is exported to ONNX (MobileMamba
-  through ``tools/deployment/export_onnx.py``'s path: BN fused, the
-  ``'export'`` scan; the peers with ``torch.onnx.export``) and timed the
-  same way in onnxruntime with one intra-op thread and spinning off;
+* ``--onnx``: every model of the comparison is exported to ONNX with
+  ``mmmobilemamba.deploy.export(model, 'onnx', ...)`` (the route of
+  ``tools/deployment/export.py``) and timed the same way in onnxruntime
+  with one intra-op thread and spinning off;
 * ``--plot OUT.png``: measured batch-1 latency against ImageNet top-1, one
   panel per runtime, each accuracy being the release's (MobileMamba) or
   the published one in mmpretrain's model zoo (peers).
@@ -52,12 +52,10 @@ Timings taken while other jobs load the machine are noise: check the load
 average first (the tool prints it).
 """
 import argparse
-import contextlib
 import copy
 import inspect
 import os
 import os.path as osp
-import platform
 import statistics
 import sys
 import time
@@ -66,7 +64,9 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 
-from mmmobilemamba.analysis.random_norms import randomize_norms
+from mmmobilemamba.analysis.scan_cost import timed_scan, without_scan
+from mmmobilemamba.analysis.timing import (CLASSIFIER, build_model,
+                                           build_peer, cpu_name)
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
@@ -162,59 +162,6 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     return args
 
 
-def config_input_size(cfg) -> int:
-    """The test crop size named by a config (its ``img_size``, else 224,
-    when it names none)."""
-    from mmmobilemamba.config_sizes import test_crop_size
-    size = test_crop_size(cfg)
-    return size[0] if size else int(cfg.get('img_size', 224))
-
-
-#: What :func:`build_model` says it timed for an mmpretrain classifier.
-CLASSIFIER = 'classifier (backbone + neck + head)'
-
-
-def build_model(config: str, scan_backend: Optional[str] = None
-                ) -> Tuple[nn.Module, Optional[Tuple[int, int]], str]:
-    """The model of ``config`` to time, with random weights.
-
-    Returns:
-        tuple: the module (a classifier, or a detector's / segmentor's dense
-        part), its default input (H, W) (a classifier's test crop, else the
-        FLOP tables' size) and a description of what is timed
-        (:data:`CLASSIFIER` for a classifier).
-    """
-    import mmmobilemamba  # noqa: F401  (registration)
-    from mmengine.config import Config
-    from mmengine.registry import DefaultScope
-
-    from mmmobilemamba.analysis.dense_parts import DENSE_PARTS
-    if not osp.isfile(config):
-        raise FileNotFoundError(f'config {config} does not exist')
-    cfg = Config.fromfile(config)
-    backbone = cfg.model.get('backbone', {})
-    if backbone.get('type') == 'MobileMamba':
-        backbone['init_cfg'] = None  # speed does not need weights
-        if scan_backend is not None:
-            backbone['scan_backend'] = scan_backend
-    scope = cfg.get('default_scope', 'mmpretrain')
-    if scope in DENSE_PARTS:
-        _, part, size, what = DENSE_PARTS[scope](cfg, None)
-        return randomize_norms(part).eval(), size, what
-    from mmpretrain.registry import MODELS
-    cfg.model.pop('train_cfg', None)  # mixup/cutmix: training only
-    with DefaultScope.overwrite_default_scope(scope):
-        model = MODELS.build(cfg.model)
-    return (randomize_norms(model).eval(), (config_input_size(cfg), ) * 2,
-            CLASSIFIER)
-
-
-def build_peer(name: str) -> nn.Module:
-    """An mmpretrain model by name, random weights (nothing is downloaded)."""
-    from mmpretrain import get_model
-    return randomize_norms(get_model(name, pretrained=False)).eval()
-
-
 class Timed:
     """A model prepared for timing on a device, with its input sizes.
 
@@ -303,20 +250,6 @@ def percentile(values: Sequence[float], q: float) -> float:
     return data[lo] + (data[hi] - data[lo]) * (pos - lo)
 
 
-@contextlib.contextmanager
-def zero_cost_scan():
-    """Within the block every SS2D's scan is a zero-cost stand-in that
-    returns its input u: what a model costs without the selective scan
-    (forwards, exports)."""
-    from mmmobilemamba.models import ss2d as ss2d_module
-    real = ss2d_module.selective_scan_bidirectional
-    ss2d_module.selective_scan_bidirectional = lambda u, *args, **kwargs: u
-    try:
-        yield
-    finally:
-        ss2d_module.selective_scan_bidirectional = real
-
-
 def scan_share(target: 'Timed', x: torch.Tensor, repeats: int = 5
                ) -> Tuple[float, float, float]:
     """The selective scan's cost inside the forward, measured two ways.
@@ -333,51 +266,32 @@ def scan_share(target: 'Timed', x: torch.Tensor, repeats: int = 5
         tuple: seconds in the timed scan calls, seconds saved by the
         stand-in, seconds of the whole forward (medians over ``repeats``).
     """
-    from mmmobilemamba.models import ss2d as ss2d_module
-    if not any(isinstance(m, ss2d_module.SS2D)
-               for m in target.model.modules()):
-        raise ValueError('the model has no SS2D module: no scan to time')
-    sync = (torch.cuda.synchronize if x.device.type == 'cuda' else
-            (lambda: None))
-    real = ss2d_module.selective_scan_bidirectional
     spent: List[float] = []
+    models = (target.model, timed_scan(target.model, spent),
+              without_scan(target.model))
 
-    def timed(*args, **kwargs):
+    def forward(model: nn.Module) -> float:
+        sync = (torch.cuda.synchronize if x.device.type == 'cuda' else
+                (lambda: None))
         sync()
         start = time.perf_counter()
-        out = real(*args, **kwargs)
-        sync()
-        spent.append(time.perf_counter() - start)
-        return out
-
-    def forward() -> float:
-        sync()
-        start = time.perf_counter()
-        target.fn(x)
+        if target.takes_mode:
+            model(x, mode='tensor')
+        else:
+            model(x)
         sync()
         return time.perf_counter() - start
 
-    def timed_forward() -> None:
-        ss2d_module.selective_scan_bidirectional = timed
-        try:
-            forward()
-        finally:
-            ss2d_module.selective_scan_bidirectional = real
-
-    def without_scan() -> float:
-        with zero_cost_scan():
-            return forward()
-
     scans, totals, without = [], [], []
     with torch.inference_mode():
-        forward()
-        without_scan()  # warm-up
+        for model in models:  # warm-up
+            forward(model)
         for _ in range(repeats):
             spent.clear()
-            timed_forward()
+            forward(models[1])
             scans.append(sum(spent))
-            totals.append(forward())
-            without.append(without_scan())
+            totals.append(forward(models[0]))
+            without.append(forward(models[2]))
     total = statistics.median(totals)
     return (statistics.median(scans), total - statistics.median(without),
             total)
@@ -422,32 +336,15 @@ def torch_runner(m: 'Timed') -> Callable[[], object]:
     return run
 
 
-class _Tensor(nn.Module):
-    """An OpenMMLab classifier in tensor mode (image -> logits) for export."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x, mode='tensor')
-
-
-def export_onnx(m: 'Timed', path: str, opset: int = 17) -> str:
-    """Export ``m``'s model at batch 1 to ``path`` (the selective scan, if
-    any, through the ``'export'`` backend, as ``export_onnx.py`` does)."""
-    from mmmobilemamba.models.ss2d import SS2D
+def export_onnx(m: 'Timed', path: str) -> str:
+    """Export ``m``'s model at batch 1 to ``path`` the way
+    ``tools/deployment/export.py`` does (:func:`mmmobilemamba.deploy.
+    export`)."""
+    from mmmobilemamba.deploy import export
+    from mmmobilemamba.deploy.model_source import Logits
     model = copy.deepcopy(m.model).cpu().eval()
-    for module in model.modules():
-        if isinstance(module, SS2D):
-            module.scan_backend = 'export'
-    if m.takes_mode:
-        model = _Tensor(model)
-    x = torch.rand(1, 3, *m.size)
-    with torch.no_grad():
-        torch.onnx.export(model, (x, ), path, dynamo=False, opset_version=opset,
-                          input_names=['input'], output_names=['output'],
-                          do_constant_folding=True)
+    export(Logits(model) if m.takes_mode else model, 'onnx',
+           torch.rand(1, 3, *m.size), path)
     return path
 
 
@@ -455,18 +352,19 @@ def onnx_runner(path: str, size: Tuple[int, int]) -> Callable[[], object]:
     """A batch-1 onnxruntime run of ``path``: one intra-op thread, spinning
     off (spinning threads would steal the CPU from whatever runs next)."""
     import numpy as np
-    import onnxruntime as ort
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.add_session_config_entry('session.intra_op.allow_spinning', '0')
-    opts.add_session_config_entry('session.inter_op.allow_spinning', '0')
-    session = ort.InferenceSession(path, opts,
-                                   providers=['CPUExecutionProvider'])
+
+    from mmmobilemamba.deploy.runtimes import ort_session
+    session = ort_session(path, threads=1)
     feed = {session.get_inputs()[0].name:
             np.random.rand(1, 3, *size).astype(np.float32)}
     return lambda: session.run(None, feed)
+
+
+def inference_form(model: nn.Module, device: torch.device) -> nn.Module:
+    """The model as deployed for ``device``: converted for ``'eager-cpu'``
+    on a CPU, ``'fused'`` elsewhere (:func:`mmmobilemamba.deploy.convert`)."""
+    from mmmobilemamba.deploy import convert
+    return convert(model, 'eager-cpu' if device.type == 'cpu' else 'fused')
 
 
 def latency_table(title: str, times: Dict[str, List[float]],
@@ -539,18 +437,6 @@ def _fmt(ips: float) -> str:
     return f'{ips:.1f}' if ips >= 100 else f'{ips:#.3g}'
 
 
-def cpu_name() -> str:
-    """The CPU's model name (from /proc/cpuinfo where there is one)."""
-    try:
-        with open('/proc/cpuinfo') as f:
-            for line in f:
-                if line.startswith('model name'):
-                    return line.split(':', 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def machine(device: torch.device) -> str:
     if device.type == 'cuda':
         return torch.cuda.get_device_name(device)
@@ -579,9 +465,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 compile=args.compile)
     unfused = None
     if args.fuse:
-        from mmmobilemamba.models.fusion import fuse_bn
         unfused = Timed(f'{name} (unfused)', model, shape, **opts)
-        fused_model = fuse_bn(copy.deepcopy(model))
+        fused_model = inference_form(model, device)
         main_model = Timed(f'{name} (fused)', fused_model, shape, **opts)
         timed += [main_model, unfused]
     else:
@@ -651,14 +536,13 @@ def latency_comparison(args: argparse.Namespace, name: str,
     models = [(label, main_model)]
     models += [(m.label, m) for m in timed if m.label in PEER_TOP1]
     if args.variants:
-        from mmmobilemamba.models.fusion import fuse_bn
         for v_label, cfg, _, _ in VARIANTS:
             if v_label == label:
                 continue
             path = osp.join(REPO, 'configs', 'mobilemamba', cfg + '.py')
             model, size, _ = build_model(path, args.scan_backend)
             if args.fuse:
-                model = fuse_bn(model)
+                model = inference_form(model, torch.device(args.device))
             models.append((v_label, Timed(v_label, model, size, **opts)))
     # MobileMamba first in size order, then the peers.
     order = {v[0]: i for i, v in enumerate(VARIANTS)}
@@ -694,7 +578,7 @@ def latency_comparison(args: argparse.Namespace, name: str,
         title = f'onnxruntime {ort.__version__}, 1 thread'
         panels[title] = latency_table(
             f'batch-1 latency, {title} (no spinning; MobileMamba BN fused, '
-            "'export' scan)", times, sizes)
+            "portable scan)", times, sizes)
     if args.plot:
         plot_latency(args.plot, panels, top1)
         print(f'\nwrote {args.plot}')

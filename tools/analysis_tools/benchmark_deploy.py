@@ -8,11 +8,11 @@ runtimes: ExecuTorch (XNNPACK delegate) and onnxruntime, fp32 and int8.
 Both models are built from their configs with random weights and random
 BatchNorm statistics (speed does not depend on the values; nothing is
 downloaded): T2 from ``configs/mobilemamba/mobilemamba-t2_8xb128_in1k.py``
-at 192 (BN-fused, the ``'export'`` scan), MobileNetV3-Large from mmpretrain's
-``mobilenet-v3-large_8xb128_in1k`` at 224. Each goes the same route as the
-export tools: ``export_executorch.py`` (fp32; int8 with XNNPACKQuantizer,
-per-channel, SS2D kept in float) and ``export_onnx.py`` (fp32; int8 static
-QDQ of Conv/MatMul/Gemm). The int8 models are calibrated on
+at 192, MobileNetV3-Large from mmpretrain's ``mobilenet-v3-large_8xb128_in1k``
+at 224. Each goes the route of ``tools/deployment/export.py``,
+:func:`mmmobilemamba.deploy.export`: ``--target xnnpack`` (fp32; int8 with
+XNNPACKQuantizer, per-channel, SS2D kept in float) and ``--target onnx``
+(fp32; int8 static QDQ of Conv/MatMul/Gemm). The int8 models are calibrated on
 ``--calib-num`` images from ``--calib-dir`` (default: procedurally drawn
 shapes written to the work dir), read through T2's test pipeline and
 resized to each model's input.
@@ -28,10 +28,16 @@ the file size and T2 / MobileNetV3-Large.
 ``--scan-stand-in`` also exports T2 in fp32 with every selective scan
 replaced by a zero-cost stand-in (y = u) and times it in the same rounds:
 what T2 would cost in each runtime if its scan were free.
+
+``--dense`` times whole detectors and segmentors instead (SSDLite-320 and
+DeepLabv3 with T2 against mmdet's SSDLite-MobileNetV2-320 and mmseg's
+DeepLabv3-MobileNetV2, post-processing in the files as the export tool
+writes them): :mod:`mmmobilemamba.deploy.dense.bench`.
 """
 import argparse
 import os
 import os.path as osp
+import runpy
 import statistics
 import sys
 import time
@@ -39,11 +45,7 @@ from typing import Dict, List, Optional, Sequence
 
 import torch
 
-HERE = osp.dirname(osp.abspath(__file__))
-REPO = osp.dirname(osp.dirname(HERE))
-for path in (HERE, osp.join(REPO, 'tools', 'deployment')):
-    if path not in sys.path:  # the sibling tools it builds on
-        sys.path.insert(0, path)
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 T2_CONFIG = osp.join(REPO, 'configs', 'mobilemamba',
                      'mobilemamba-t2_8xb128_in1k.py')
@@ -65,21 +67,20 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help='time the files already in --work-dir')
     parser.add_argument('--scan-stand-in', action='store_true',
                         help='also time T2 (fp32) with a zero-cost scan')
+    parser.add_argument('--dense', action='store_true',
+                        help='whole detectors and segmentors instead: '
+                        'SSDLite-320 and DeepLabv3, T2 against MobileNetV2 '
+                        '(mmmobilemamba.deploy.dense.bench)')
     return parser.parse_args(argv)
 
 
 def build_models() -> Dict[str, torch.nn.Module]:
     """name -> eval-mode module taking an image and returning logits."""
-    import mmmobilemamba  # noqa: F401
-    from benchmark import build_model, build_peer
-    from export_onnx import _Logits, set_scan_backend
-
-    from mmmobilemamba.models.fusion import fuse_bn
+    from mmmobilemamba.analysis.timing import build_model, build_peer
+    from mmmobilemamba.deploy.model_source import Logits
     t2, _, _ = build_model(T2_CONFIG)
-    t2 = _Logits(fuse_bn(t2)).eval()
-    set_scan_backend(t2, 'export')
-    peer = _Logits(build_peer(PEER)).eval()
-    return {MODELS[0][0]: t2, MODELS[1][0]: peer}
+    return {MODELS[0][0]: Logits(t2).eval(),
+            MODELS[1][0]: Logits(build_peer(PEER)).eval()}
 
 
 def calibration_images(args, size: int) -> torch.Tensor:
@@ -88,8 +89,9 @@ def calibration_images(args, size: int) -> torch.Tensor:
     from mmmobilemamba.deploy.calibration import load_images
     folder = args.calib_dir
     if folder is None:
-        from mmmobilemamba.data_gen.imagenet_folder import \
-            make_imagenet_folder
+        make_imagenet_folder = runpy.run_path(osp.join(
+            REPO, 'tools', 'dataset_converters',
+            'make_imagenet_folder.py'))['make_imagenet_folder']
         root = osp.join(args.work_dir, 'calib_shapes')
         folder = osp.join(root, 'val')
         if not osp.isdir(folder):
@@ -103,9 +105,8 @@ def calibration_images(args, size: int) -> torch.Tensor:
 
 def export_all(args) -> Dict[str, str]:
     """Write the eight files; return (model, runtime, precision) -> path."""
-    from export_onnx import export as onnx_export
-
-    from mmmobilemamba.deploy import quantize_onnx, xnnpack
+    from mmmobilemamba.deploy import export
+    from mmmobilemamba.deploy.xnnpack import delegation_report
     from mmmobilemamba.models.ss2d import SS2D
     models = build_models()
     paths = {}
@@ -124,17 +125,16 @@ def export_all(args) -> Dict[str, str]:
         calib = calibration_images(args, size)
         for precision in ('fp32', 'int8'):
             start = time.perf_counter()
-            manager, report = xnnpack.export_program(
-                module, x, calib if precision == 'int8' else None,
-                float_types=(SS2D, ))
-            xnnpack.save(manager, files[('executorch', precision)])
+            done = export(module, 'xnnpack', x,
+                          files[('executorch', precision)],
+                          calibration=calib if precision == 'int8' else None,
+                          float_types=(SS2D, ))
             print(f'{name} {precision} .pte in '
                   f'{time.perf_counter() - start:.0f} s; '
-                  + xnnpack.delegation_report(report).replace('\n', '; '))
-        onnx_export(module, x, files[('onnxruntime', 'fp32')], 1, False, 17)
-        quantize_onnx.quantize_static_int8(files[('onnxruntime', 'fp32')],
-                                           files[('onnxruntime', 'int8')],
-                                           calib)
+                  + delegation_report(done.delegation).replace('\n', '; '))
+        export(module, 'onnx', x, files[('onnxruntime', 'fp32')])
+        export(module, 'onnx', x, files[('onnxruntime', 'int8')],
+               calibration=calib)
         print(f'{name}: .onnx fp32 and int8 written')
     if args.scan_stand_in:
         paths.update(export_stand_in(args, models[MODELS[0][0]]))
@@ -143,21 +143,19 @@ def export_all(args) -> Dict[str, str]:
 
 def export_stand_in(args, t2: torch.nn.Module) -> Dict[tuple, str]:
     """T2 in fp32 with a zero-cost scan, for both runtimes."""
-    from benchmark import zero_cost_scan
-    from export_onnx import export as onnx_export
-
-    from mmmobilemamba.deploy import xnnpack
+    from mmmobilemamba.analysis.scan_cost import without_scan
+    from mmmobilemamba.deploy import convert, export
     stem = osp.join(args.work_dir, 't2_zero_cost_scan')
     paths = {(STAND_IN, 'executorch', 'fp32'): stem + '.pte',
              (STAND_IN, 'onnxruntime', 'fp32'): stem + '.onnx'}
     if args.reuse and all(osp.isfile(p) for p in paths.values()):
         return paths
     x = torch.randn(1, 3, MODELS[0][1], MODELS[0][1])
-    with zero_cost_scan():
-        manager, _ = xnnpack.export_program(t2, x)
-        xnnpack.save(manager, paths[(STAND_IN, 'executorch', 'fp32')])
-        onnx_export(t2, x, paths[(STAND_IN, 'onnxruntime', 'fp32')], 1,
-                    False, 17)
+    for target, runtime in (('xnnpack', 'executorch'),
+                            ('onnx', 'onnxruntime')):
+        # the target's form first, then the scans taken out of it
+        free = without_scan(convert(t2, target))
+        export(free, target, x, paths[(STAND_IN, runtime, 'fp32')])
     return paths
 
 
@@ -185,7 +183,7 @@ def time_all(paths: Dict[tuple, str], threads: int, rounds: int,
 
 
 def machine() -> str:
-    from benchmark import cpu_name
+    from mmmobilemamba.analysis.timing import cpu_name
     return f'{cpu_name()}, {os.cpu_count()} logical CPUs'
 
 
@@ -193,6 +191,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from benchmark import percentile
     args = parse_args(argv)
     os.makedirs(args.work_dir, exist_ok=True)
+    if args.dense:
+        from mmmobilemamba.deploy.dense import bench
+        return bench.main(args, calibration_images, percentile)
     paths = export_all(args)
     t2, peer = MODELS[0][0], MODELS[1][0]
     print(f'machine: {machine()}; load average '

@@ -5,7 +5,8 @@
         [--scan-backend NAME]
 
 Builds the classifier of configs/_base_/models/mobilemamba-{arch}.py (random
-weights with random BN statistics), makes a BN-fused copy with ``fuse_bn``
+weights with random BN statistics), makes the inference form with
+``mmmobilemamba.deploy.convert(model, 'eager-cpu')``
 and times both in this one process, in eval mode under
 ``torch.inference_mode``: after a warm-up, rounds alternate between the two
 models (and which goes first) so that drifting machine load affects both
@@ -18,7 +19,6 @@ over rounds of each round's back-to-back ratio) and the largest relative
 difference of the two models' logits.
 """
 import argparse
-import copy
 import os.path as osp
 import platform
 import statistics
@@ -76,11 +76,11 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    from mmmobilemamba.models.fusion import fuse_bn
-    from mmmobilemamba.ops.selective_scan import default_backend
+    from mmmobilemamba.deploy import convert
+    from mmmobilemamba.ops.scan import default_backend
     backend = args.scan_backend or default_backend(torch.device('cpu'))
     unfused = build(args.arch, args.scan_backend)
-    fused = fuse_bn(copy.deepcopy(unfused))
+    fused = convert(unfused, 'eager-cpu')
     x = torch.rand(args.batch, 3, args.size, args.size)
     times = {'unfused': [], 'fused': []}
     models = {'unfused': unfused, 'fused': fused}

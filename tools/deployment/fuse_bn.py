@@ -3,11 +3,11 @@
     python tools/deployment/fuse_bn.py CONFIG CHECKPOINT OUT
         [--cfg-options k=v ...] [--check-size H W] [--trust-checkpoint]
 
-Works for classifiers, detectors and segmentors: every module following the
-re-parameterisation convention (``deploy=True`` / ``switch_to_deploy()``:
-MobileMamba's backbone and BNLinearClsHead, mmpretrain's RepVGG/MobileOne)
-is fused. Before saving, the backbone's outputs of the fused and unfused
-models are compared on a random input and the largest relative difference is
+Works for classifiers, detectors and segmentors: the model is converted
+with ``mmmobilemamba.deploy.convert(model, 'fused')`` (MobileMamba's Conv-BNs
+and BNLinearClsHead; mmpretrain's RepVGG/MobileOne switch themselves).
+Before saving, the backbone's outputs of the fused and unfused models are
+compared on a random input and the largest relative difference is
 printed (an error above 1e-4).
 
 The fused checkpoint keeps the original ``meta`` (class names etc.) and loads
@@ -32,7 +32,7 @@ from mmengine.runner import load_checkpoint
 import mmmobilemamba  # noqa: F401  (registration)
 from mmmobilemamba.checkpoint import (add_trust_argument,
                                       save_checkpoint_file, trust_checkpoints)
-from mmmobilemamba.models.fusion import fuse_bn
+from mmmobilemamba.deploy.convert import convert, count_converted
 from mmmobilemamba.utils.output_check import report_difference
 
 TOLERANCE = 1e-4
@@ -57,7 +57,7 @@ def deploy_options(model: torch.nn.Module) -> list:
     options = []
     for name in ('backbone', 'head'):
         module = getattr(model, name, None)
-        if module is not None and hasattr(module, 'switch_to_deploy'):
+        if module is not None and hasattr(module, 'deploy'):
             options.append(f'model.{name}.deploy=True')
     return options
 
@@ -87,8 +87,12 @@ def main(argv=None) -> int:
         checkpoint = load_checkpoint(model, args.checkpoint,
                                      map_location='cpu', strict=True)
     model.eval()
+    if not count_converted(model, 'fused'):
+        print(f'error: {type(model).__name__} has no BatchNorm to fold and '
+              'nothing that re-parameterises itself', file=sys.stderr)
+        return 1
     reference = copy.deepcopy(model)
-    fuse_bn(model)
+    convert(model, 'fused', inplace=True)
 
     backbone = getattr(model, 'backbone', None)
     if backbone is not None:

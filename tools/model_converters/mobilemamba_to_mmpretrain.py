@@ -21,7 +21,7 @@ import sys
 
 from mmmobilemamba.checkpoint import (CheckpointError, add_trust_argument,
                                      trust_checkpoints)
-from mmmobilemamba.convert import ConversionError, convert_release_checkpoint
+from mmmobilemamba.checkpoint.release import ConversionError, convert_release_checkpoint
 
 
 def parse_args(argv=None):

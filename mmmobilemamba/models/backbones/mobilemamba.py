@@ -129,11 +129,12 @@ class MobileMamba(BaseModule):
             release's form. Defaults to None.
         with_cp (bool): Gradient checkpointing of each block (less memory,
             more compute) while training. Defaults to False.
-        deploy (bool): Build the BN-fused form (see
-            :func:`mmmobilemamba.models.fusion.fuse_bn`); a fused checkpoint
-            loads only into it. Defaults to False.
+        deploy (bool): Build the inference form for PyTorch on a CPU
+            (``mmmobilemamba.deploy.convert(model, 'eager-cpu')``: BatchNorms
+            folded, so a fused checkpoint loads into it, and nothing to
+            train). Defaults to False.
         scan_backend (str, optional): Selective-scan backend of every SS2D
-            (a name from :mod:`mmmobilemamba.ops.selective_scan.backends`);
+            (a name from :mod:`mmmobilemamba.ops.scan.backends`);
             None picks the fastest for the input's device. The config key
             for :func:`mmmobilemamba.models.set_scan_backend`, which
             changes it on a built model. Defaults to None.
@@ -193,7 +194,7 @@ class MobileMamba(BaseModule):
         self.norm_eval = norm_eval
         self.deploy = deploy
 
-        self.stem = Stem(in_channels, self.embed_dims[0], deploy=deploy)
+        self.stem = Stem(in_channels, self.embed_dims[0])
         depths = [int(d) for d in settings['depths']]
         total = sum(depths)
         # Linear from 0 to rate over all blocks (plain floats: this also
@@ -215,9 +216,11 @@ class MobileMamba(BaseModule):
                     ssm_ratio=settings['ssm_ratio'],
                     d_state=settings['d_state'],
                     drop_paths=rates[start:start + depths[i]],
-                    with_cp=with_cp,
-                    deploy=deploy))
+                    with_cp=with_cp))
         set_scan_backend(self, scan_backend)
+        if deploy:  # the inference form, which a fused checkpoint loads into
+            from mmmobilemamba.deploy.convert import convert
+            convert(self, 'eager-cpu', inplace=True)
         self._freeze_stages()
 
     @staticmethod
@@ -254,13 +257,6 @@ class MobileMamba(BaseModule):
             raise ValueError(f'MobileMamba needs inputs of at least '
                              f'{MIN_INPUT_SIZE}x{MIN_INPUT_SIZE}, got '
                              f'{x.shape[-2]}x{x.shape[-1]}')
-        if self.deploy and x.device.type == 'cpu' and \
-                not torch.compiler.is_exporting():
-            # The deploy 1x1s write channels-last anyway, and oneDNN's
-            # convolutions run 1.2-2x faster on it at batch 1 (no layout
-            # reorder around each call; docs/benchmarks/speed.md). Exported
-            # graphs stay in one (contiguous) dim order for their runtimes.
-            x = x.contiguous(memory_format=torch.channels_last)
         x = self.stem(x)
         outs = [x] if 0 in self.out_indices else []
         for i, stage in enumerate(self.stages, start=1):
@@ -290,14 +286,6 @@ class MobileMamba(BaseModule):
                 if isinstance(module, nn.modules.batchnorm._BatchNorm):
                     module.eval()
         return self
-
-    def switch_to_deploy(self) -> None:
-        """Fold every BatchNorm of the backbone (idempotent)."""
-        # a list: modules replace their children while being switched
-        for module in list(self.modules()):
-            if module is not self and hasattr(module, 'switch_to_deploy'):
-                module.switch_to_deploy()
-        self.deploy = True
 
     # ------------------------------------------------------------------
     # Weights from checkpoints

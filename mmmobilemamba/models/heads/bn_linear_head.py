@@ -1,7 +1,8 @@
-"""BatchNorm1d + Linear head, fusable (docs/architecture.md#head).
+"""BatchNorm1d + Linear head (docs/architecture.md#head).
 
 Unlike mmpretrain 1.2.0's LeViTClsHead (which raises with ``deploy=True``),
-this head builds its fused form directly, so a checkpoint written by
+this head can be built in its fused form (the BatchNorm folded into the
+Linear by :func:`mmmobilemamba.deploy.convert`), so a checkpoint written by
 ``tools/deployment/fuse_bn.py`` loads with
 ``--cfg-options model.head.deploy=True``.
 
@@ -12,8 +13,6 @@ from typing import Optional, Tuple
 import torch
 import torch.nn as nn
 from mmpretrain.models.heads import ClsHead
-
-from ..fusion import fold_bn_into_linear
 
 
 class BNLinearClsHead(ClsHead):
@@ -49,8 +48,8 @@ class BNLinearClsHead(ClsHead):
         self.num_classes = num_classes
         self.in_channels = in_channels
         self.deploy = deploy
-        if not deploy:
-            self.bn = nn.BatchNorm1d(in_channels)
+        # fused: the BatchNorm lives in fc (and in no state_dict key)
+        self.bn = nn.Identity() if deploy else nn.BatchNorm1d(in_channels)
         self.fc = nn.Linear(in_channels, num_classes)
         nn.init.trunc_normal_(self.fc.weight, std=0.02)
         nn.init.zeros_(self.fc.bias)
@@ -66,17 +65,4 @@ class BNLinearClsHead(ClsHead):
                              f'{self.in_channels}) features, got '
                              f'{tuple(x.shape)}; put a GlobalAveragePooling '
                              'neck before it')
-        if not self.deploy:
-            x = self.bn(x)
-        return self.fc(x)
-
-    @torch.no_grad()
-    def switch_to_deploy(self) -> None:
-        """Fold the BatchNorm into the Linear layer (idempotent)."""
-        if self.deploy:
-            return
-        weight, bias = fold_bn_into_linear(self.bn, self.fc)
-        self.fc.weight.copy_(weight)
-        self.fc.bias.copy_(bias)
-        del self.bn
-        self.deploy = True
+        return self.fc(self.bn(x))

@@ -1,12 +1,5 @@
-"""Normalization-layer fusion (deploy mode), docs/architecture.md#deploy.
-
-Convention (the one mmpretrain's RepVGG and MobileOne follow): a module that
-can be simplified for inference takes ``deploy: bool`` in its constructor
-(``True`` builds the fused form directly, so a fused checkpoint loads into
-it) and offers ``switch_to_deploy()``, which folds its own weights in place
-and is a no-op when already fused. :func:`fuse_bn` calls it on every module
-of a model that offers it, so it works on a classifier, a detector or a
-segmentor alike.
+"""BatchNorm folding: the arithmetic of the ``'fused'`` conversion
+(:mod:`.forms.fused`).
 
 The fused form of a Conv-BN is one convolution with bias::
 
@@ -91,39 +84,3 @@ def fold_bn_into_linear(
     new_bias = w @ shift + b
     dtype = linear.weight.dtype
     return new_weight.to(dtype), new_bias.to(dtype)
-
-
-def fuse_bn(model: nn.Module) -> nn.Module:
-    """Fold every foldable normalization layer of ``model`` in place.
-
-    Calls ``switch_to_deploy()`` on each module that offers it (MobileMamba's
-    Conv-BN layers, local branches, backbone and BN-Linear head; also any
-    mmpretrain re-parameterisable module such as RepVGG blocks). Modules are
-    visited outermost first; each call is idempotent, so a container that
-    switches its children leaves nothing for a second pass.
-
-    The fused model computes the same function in eval mode; it can no
-    longer be trained as before (its BatchNorms are gone). A checkpoint of it
-    loads into a model built with ``deploy=True`` (e.g.
-    ``--cfg-options model.backbone.deploy=True model.head.deploy=True``).
-
-    Args:
-        model (nn.Module): Classifier, detector, segmentor or backbone.
-
-    Returns:
-        nn.Module: The same ``model``, fused and put in eval mode.
-
-    Raises:
-        ValueError: If no module of ``model`` offers ``switch_to_deploy``
-            (nothing would be fused; most likely the wrong model).
-    """
-    found = 0
-    for module in list(model.modules()):
-        switch = getattr(module, 'switch_to_deploy', None)
-        if callable(switch):
-            switch()
-            found += 1
-    if not found:
-        raise ValueError(f'{type(model).__name__} has no module offering '
-                         'switch_to_deploy(); nothing to fuse')
-    return model.eval()

@@ -36,8 +36,7 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 
-from mmmobilemamba.checkpoint import (load_checkpoint_file,
-                                     save_checkpoint_file)
+from .loader import load_checkpoint_file, save_checkpoint_file
 from mmmobilemamba.models.backbones.mobilemamba import (MobileMamba,
                                                         arch_settings)
 from mmmobilemamba.ops.wavelet import haar_filters

@@ -6,7 +6,7 @@ import os.path as osp
 import pytest
 import torch
 
-from mmmobilemamba.convert import (ConversionError, convert_release_checkpoint,
+from mmmobilemamba.checkpoint.release import (ConversionError, convert_release_checkpoint,
                                    convert_release_state_dict,
                                    extract_state_dict)
 from mmmobilemamba.models import MobileMamba
