@@ -8,6 +8,12 @@
   ``.pte`` files (fp32 or int8), on :mod:`.xnnpack` (ExecuTorch/XNNPACK)
   and :mod:`.quantize_onnx` (onnxruntime QDQ);
 * :mod:`.model_source`: the model to export, from a config and checkpoint;
+* :mod:`.dense`: whole detectors and segmentors as one graph (box decoding
+  and NMS, RoIAlign and masks, resize and argmax inside), with the
+  metadata file written beside each model; :mod:`.host`: the numpy-only
+  side a deployed file needs (host NMS for ``.pte`` detectors, reading
+  metadata, drawing); :mod:`.backend_model`: an exported file evaluated by
+  ``tools/test.py`` in place of the model;
 * :mod:`.calibration`: images through a config's test pipeline (int8
   calibration, accuracy of exported files);
 * :mod:`.runtimes`: one call interface over onnxruntime and ExecuTorch.

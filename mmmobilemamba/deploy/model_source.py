@@ -73,7 +73,8 @@ def load_model(config: str,
             'weights first (tools/model_converters/merge_lora.py CONFIG CKPT '
             'OUT --out-config OUT.py) and export OUT with OUT.py')
     model_cfg = copy.deepcopy(cfg.model)
-    model_cfg.pop('train_cfg', None)
+    if 'train_cfg' in model_cfg:  # augments / samplers: training only (a
+        model_cfg['train_cfg'] = None  # two-stage detector needs the key)
     backbone_cfg = model_cfg.get('backbone')
     if backbone_cfg is None:
         raise ValueError(f'{config} has no model.backbone')

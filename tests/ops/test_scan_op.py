@@ -418,6 +418,18 @@ def test_default_falls_back_and_warns_once(triton_default, grad):
             torch.testing.assert_close(a, b)
 
 
+def test_one_direction_falls_back_with_its_last_state(triton_default):
+    triton_default(forward_ok=False)
+    ins = make_inputs(1, 4, 9, 2, groups=2, z=True)
+    args = [ins[k] for k in NAMES]
+    want = selective_scan(*args, True, True, backend='torch')
+    with pytest.warns(TritonFallbackWarning):
+        got = selective_scan(*args, True, True)
+    assert isinstance(got, tuple) and len(got) == 2
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b)
+
+
 def test_explicit_triton_raises(triton_default):
     triton_default(forward_ok=False)
     with warnings.catch_warnings():

@@ -117,8 +117,6 @@ TRITON_CONFIGS: Dict[Tuple[str, str], TritonConfig] = {
     ('backward', 'half'): TritonConfig(32, 2048, 128, 8),
 }
 
-#: Other names a row answers to: 'export' is the portable row's old name.
-ALIASES = {'export': 'portable'}
 #: (name, device type) -> status; asked once (statuses import modules).
 _STATUS: Dict[Tuple[str, str], Union[bool, str]] = {}
 #: (name, device type, options) -> row, for choices that passed the
@@ -163,8 +161,7 @@ def resolve(name: Optional[str], device: torch.device,
     row = _RESOLVED.get(key)
     if row is not None and TABLE.get(row.name) is row:
         return row
-    name = default_backend(device) if name is None else ALIASES.get(name,
-                                                                     name)
+    name = default_backend(device) if name is None else name
     if name not in TABLE:
         raise ValueError(f'unknown selective-scan backend {name!r}; '
                          f'choose one of {sorted(TABLE)}')
