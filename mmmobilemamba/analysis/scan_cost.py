@@ -12,6 +12,7 @@ from typing import Callable, List, Type
 import torch
 import torch.nn as nn
 
+from mmmobilemamba.deploy.forms import recast
 from mmmobilemamba.models.ss2d import SS2D
 
 
@@ -21,7 +22,7 @@ def _swap_scans(model: nn.Module, make: Callable[[Type[SS2D]], Type[SS2D]]
     found = 0
     for module in model.modules():
         if isinstance(module, SS2D):
-            module.__class__ = make(type(module))
+            recast(module, make(type(module)))
             found += 1
     if not found:
         raise ValueError(f'{type(model).__name__} has no SS2D module: no '

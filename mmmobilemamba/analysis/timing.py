@@ -5,7 +5,7 @@ fold), nothing downloaded.
 """
 import os.path as osp
 import platform
-from typing import Optional, Tuple
+from typing import Optional, Sequence, Tuple
 
 import torch.nn as nn
 
@@ -74,3 +74,12 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Linear-interpolated percentile ``q`` in [0, 100]."""
+    data = sorted(values)
+    pos = (len(data) - 1) * q / 100
+    lo = int(pos)
+    hi = min(lo + 1, len(data) - 1)
+    return data[lo] + (data[hi] - data[lo]) * (pos - lo)

@@ -23,6 +23,11 @@ from .convert import convert
 FILE_TARGETS = {'onnx': '.onnx', 'xnnpack': '.pte'}
 
 
+def float_onnx_path(out: str) -> str:
+    """Where :func:`export` keeps the float model of an int8 ONNX ``out``."""
+    return osp.splitext(out)[0] + '_fp32.onnx'
+
+
 @dataclass
 class Exported:
     """What :func:`export` wrote.
@@ -106,7 +111,7 @@ def export(model: nn.Module,
         return Exported(out, names, delegation=report)
     fp32 = out
     if calibration is not None:
-        fp32 = osp.splitext(out)[0] + '_fp32.onnx'
+        fp32 = float_onnx_path(out)
     axes = None
     if dynamic_batch:
         axes = {name: {0: 'batch'} for name in ['input'] + names}

@@ -25,8 +25,9 @@ statistics (speed does not depend on the values; BN fusion does need
 non-trivial statistics to be a real fold). ``--fuse`` times the inference
 form, ``mmmobilemamba.deploy.convert(model, 'eager-cpu')`` on a CPU
 (``'fused'`` on a GPU), and also the training form, printing the speed-up.
-``--peers`` times mmpretrain's MobileNetV3-Large (224), MobileViT-XS/S (256) and EfficientNet-B0 (224) at
-their own resolutions in the same rounds, interleaved with the model, so
+``--peers`` times mmpretrain's MobileNetV3-Large (224), MobileViT-XS/S
+(256) and EfficientNet-B0 (224) at their own resolutions in the same
+rounds, interleaved with the model, so
 that machine load affects all alike, and prints the ratios.
 ``--scan-share`` prints the selective scan's share of the forward, timed
 around each scan call and as the time a zero-cost stand-in saves.
@@ -66,7 +67,7 @@ import torch.nn as nn
 
 from mmmobilemamba.analysis.scan_cost import timed_scan, without_scan
 from mmmobilemamba.analysis.timing import (CLASSIFIER, build_model,
-                                           build_peer, cpu_name)
+                                           build_peer, cpu_name, percentile)
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
@@ -239,15 +240,6 @@ def measure(models: List[Timed], batch: int, rounds: int, latency_iters: int,
                 models[k].cpu.append(models[k].last_cpu)
                 for _ in range(per_round):
                     models[k].latency.append(models[k].run(one[k]))
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """Linear-interpolated percentile ``q`` in [0, 100]."""
-    data = sorted(values)
-    pos = (len(data) - 1) * q / 100
-    lo = int(pos)
-    hi = min(lo + 1, len(data) - 1)
-    return data[lo] + (data[hi] - data[lo]) * (pos - lo)
 
 
 def scan_share(target: 'Timed', x: torch.Tensor, repeats: int = 5

@@ -106,6 +106,7 @@ def calibration_images(args, size: int) -> torch.Tensor:
 def export_all(args) -> Dict[str, str]:
     """Write the eight files; return (model, runtime, precision) -> path."""
     from mmmobilemamba.deploy import export
+    from mmmobilemamba.deploy.export import float_onnx_path
     from mmmobilemamba.deploy.xnnpack import delegation_report
     from mmmobilemamba.models.ss2d import SS2D
     models = build_models()
@@ -114,7 +115,8 @@ def export_all(args) -> Dict[str, str]:
         stem = osp.join(args.work_dir, name.split('@')[0].lower())
         files = {('executorch', 'fp32'): stem + '_fp32.pte',
                  ('executorch', 'int8'): stem + '_int8.pte',
-                 ('onnxruntime', 'fp32'): stem + '_fp32.onnx',
+                 # one int8 export writes the float model beside it
+                 ('onnxruntime', 'fp32'): float_onnx_path(stem + '_int8.onnx'),
                  ('onnxruntime', 'int8'): stem + '_int8.onnx'}
         for key, path in files.items():
             paths[(name, ) + key] = path
@@ -132,7 +134,6 @@ def export_all(args) -> Dict[str, str]:
             print(f'{name} {precision} .pte in '
                   f'{time.perf_counter() - start:.0f} s; '
                   + delegation_report(done.delegation).replace('\n', '; '))
-        export(module, 'onnx', x, files[('onnxruntime', 'fp32')])
         export(module, 'onnx', x, files[('onnxruntime', 'int8')],
                calibration=calib)
         print(f'{name}: .onnx fp32 and int8 written')
@@ -188,7 +189,7 @@ def machine() -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    from benchmark import percentile
+    from mmmobilemamba.analysis.timing import percentile
     args = parse_args(argv)
     os.makedirs(args.work_dir, exist_ok=True)
     if args.dense:

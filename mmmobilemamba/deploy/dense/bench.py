@@ -83,6 +83,7 @@ def export_all(args, calibration_images) -> Dict[Tuple, str]:
     """(pair, model, runtime, precision) -> written file."""
     from mmmobilemamba.deploy import export
     from mmmobilemamba.deploy.dense import deployable
+    from mmmobilemamba.deploy.export import float_onnx_path
     from mmmobilemamba.deploy.xnnpack import delegation_report
     from mmmobilemamba.models.ss2d import SS2D
     paths = {}
@@ -93,6 +94,9 @@ def export_all(args, calibration_images) -> Dict[Tuple, str]:
                 '-', '_'))
             files = {(rt, p): f'{stem}_{p}{ext}' for target, rt, ext in
                      RUNTIMES for p in ('fp32', 'int8')}
+            # one int8 ONNX export writes the float model beside it
+            files['onnxruntime', 'fp32'] = float_onnx_path(
+                files['onnxruntime', 'int8'])
             for key, path in files.items():
                 paths[(pair, name) + key] = path
             if args.reuse and all(osp.isfile(p) for p in files.values()):
@@ -102,6 +106,8 @@ def export_all(args, calibration_images) -> Dict[Tuple, str]:
             for target, runtime, _ in RUNTIMES:
                 dep = deployable(model, target, size)
                 for precision in ('fp32', 'int8'):
+                    if target == 'onnx' and precision == 'fp32':
+                        continue  # written by the int8 export
                     start = time.perf_counter()
                     done = export(dep.module, target, x,
                                   files[(runtime, precision)],

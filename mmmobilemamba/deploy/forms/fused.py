@@ -35,15 +35,6 @@ class FusedConv(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(x)
 
-    @classmethod
-    def empty(cls, in_channels: int, out_channels: int, kernel_size: int,
-              stride: int = 1, padding: int = 0, groups: int = 1
-              ) -> 'FusedConv':
-        """An unfolded-from-nothing instance (what a fused checkpoint
-        loads into)."""
-        return cls(nn.Conv2d(in_channels, out_channels, kernel_size, stride,
-                             padding, groups=groups, bias=True))
-
 
 @torch.no_grad()
 def fuse_conv_bn(module: ConvBN) -> FusedConv:
