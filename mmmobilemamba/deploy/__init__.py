@@ -16,12 +16,16 @@
   ``tools/test.py`` in place of the model;
 * :mod:`.calibration`: images through a config's test pipeline (int8
   calibration, accuracy of exported files);
-* :mod:`.runtimes`: one call interface over onnxruntime and ExecuTorch.
+* :mod:`.runtimes`: one call interface over onnxruntime and ExecuTorch;
+* :mod:`.native`: the runtime-native scan kernels of the ``'onnx-native'``
+  and ``'xnnpack-native'`` targets; :func:`native_library` gives the
+  library a runtime loads to run such a file.
 
 Heavy dependencies (executorch, torchao, onnxruntime) are imported inside
 the functions that need them.
 """
 from .convert import TARGETS, convert
 from .export import export
+from .native import native_library
 
-__all__ = ['TARGETS', 'convert', 'export']
+__all__ = ['TARGETS', 'convert', 'export', 'native_library']

@@ -19,6 +19,9 @@ target          passes (what the form is for)
 ``onnx``        fused + the portable forms (standard operators, slices,
                 the doubling scan), for ``torch.onnx.export``
 ``xnnpack``     the same forms, for ``torch.export`` -> ExecuTorch/XNNPACK
+``*-native``    ``onnx`` / ``xnnpack`` with SS2D's scan as one runtime-native
+                operator (:mod:`.native`: the ONNX Runtime custom-op and
+                ExecuTorch kernel libraries; opt in)
 ==============  =========================================================
 
 A new target is one file in :mod:`.forms` holding its pass, and one line in
@@ -29,7 +32,7 @@ from typing import Dict, Tuple
 
 import torch.nn as nn
 
-from .forms import Pass, eager_cpu, fused, portable
+from .forms import Pass, eager_cpu, fused, native, portable
 
 #: target -> the passes that make its form, in order.
 TARGETS: Dict[str, Tuple[Pass, ...]] = {
@@ -37,6 +40,8 @@ TARGETS: Dict[str, Tuple[Pass, ...]] = {
     'eager-cpu': (fused.PASS, eager_cpu.PASS),
     'onnx': (fused.PASS, portable.PASS),
     'xnnpack': (fused.PASS, portable.PASS),
+    'onnx-native': (fused.PASS, portable.PASS, native.PASS),
+    'xnnpack-native': (fused.PASS, portable.PASS, native.PASS),
 }
 
 

@@ -9,6 +9,7 @@ import torch
 import torch.nn as nn
 
 from mmmobilemamba.deploy import TARGETS, convert
+from mmmobilemamba.deploy.forms.native import SS2DNative
 from mmmobilemamba.deploy.forms.eager_cpu import (ChannelAffine,
                                                   ChannelsLastStem,
                                                   CompiledDepthwiseConv2d,
@@ -99,6 +100,20 @@ def test_each_target_uses_its_forms():
                                    CompiledDepthwiseConv2d}
         assert all(m.scan_backend == 'portable' for m in port.modules()
                    if isinstance(m, SS2DPortable))
+        assert SS2DNative not in _types(port)
+        # the native targets: the same forms, the scan as one operator
+        native = _types(convert(model, target + '-native'))
+        assert native - {SS2DNative} == _types(port) - {SS2DPortable}
+    with torch.no_grad():
+        graph = torch.export.export(
+            convert(model, 'xnnpack-native'),
+            (torch.randn(1, 3, 64, 64), )).graph
+    calls = [n.target for n in graph.nodes if n.op == 'call_function']
+    # one scan operator per SS2D (T2: one per block), no portable scan
+    assert calls.count(
+        torch.ops.mmmobilemamba.selective_scan_native.default) == 5
+    # exp only in A = -exp(A_logs), once per SS2D: no doubling scan
+    assert calls.count(torch.ops.aten.exp.default) == 5
     # the training model is untouched by all of this
     assert ConvBN in _types(model) and FusedConv not in _types(model)
 

@@ -49,36 +49,46 @@ def layer_norm_over_channels(x: torch.Tensor,
     return t.reshape(b, h, w, c).permute(0, 3, 1, 2)
 
 
-class SS2DPortable(SS2D):
-    """SS2D in the operators a delegate takes (same parameters).
+def ss2d_projections(module: SS2D, x: torch.Tensor):
+    """The scan's inputs from SS2D's map ``x`` (b, d, H, W) as 1x1
+    convolutions: delta (b, K, d, L), B and C (b, K, N, L).
 
-    The x projection is one 1x1 convolution with its rows regrouped as
-    (dt, B, C) of both directions, so that each part is one slice; the dt
+    The x projection is one convolution with its rows regrouped as (dt, B,
+    C) of both directions, so that each part is one slice; the dt
     projection is a convolution with one group per direction, which writes
-    the (B, 2, d_inner, L) layout of the scan. The weight reshapes are
-    constants that the exporters fold.
+    the (b, K, d, L) layout of the scan. The weight reshapes are constants
+    that the exporters fold.
     """
+    b, _, h, w = x.shape
+    # The weights' shapes from the module, not from x: a tracer records
+    # x.shape as dynamic values, and ONNX needs static kernel shapes.
+    d, k, r, n = module.d_inner, NUM_DIRECTIONS, module.dt_rank, module.d_state
+    wx = module.x_proj_weight  # (k, R + 2N, d)
+    weight = torch.cat([wx[:, :r].reshape(k * r, d),
+                        wx[:, r:r + n].reshape(k * n, d),
+                        wx[:, r + n:].reshape(k * n, d)])
+    x_dbl = F.conv2d(x, weight[:, :, None, None])
+    dts = F.conv2d(x_dbl[:, :k * r],
+                   module.dt_proj_weight.reshape(k * d, r, 1, 1), groups=k)
+    bs = x_dbl[:, k * r:k * (r + n)].reshape(b, k, n, h * w)
+    cs = x_dbl[:, k * (r + n):].reshape(b, k, n, h * w)
+    return dts.reshape(b, k, d, h * w), bs, cs
+
+
+class SS2DPortable(SS2D):
+    """SS2D in the operators a delegate takes (same parameters): the
+    projections as convolutions (:func:`ss2d_projections`), the portable
+    scan, LayerNorm as :func:`layer_norm_over_channels`."""
 
     def scan(self, x: torch.Tensor) -> torch.Tensor:
         b, _, h, w = x.shape
-        # The weights' shapes from the module, not from x: a tracer records
-        # x.shape as dynamic values, and ONNX needs static kernel shapes.
-        d, k, r, n = self.d_inner, NUM_DIRECTIONS, self.dt_rank, self.d_state
-        wx = self.x_proj_weight  # (k, R + 2N, d)
-        weight = torch.cat([wx[:, :r].reshape(k * r, d),
-                            wx[:, r:r + n].reshape(k * n, d),
-                            wx[:, r + n:].reshape(k * n, d)])
-        x_dbl = F.conv2d(x, weight[:, :, None, None])
-        dts = F.conv2d(x_dbl[:, :k * r],
-                       self.dt_proj_weight.reshape(k * d, r, 1, 1), groups=k)
-        bs = x_dbl[:, k * r:k * (r + n)].reshape(b, k, n, h * w)
-        cs = x_dbl[:, k * (r + n):].reshape(b, k, n, h * w)
+        dts, bs, cs = ss2d_projections(self, x)
         y = selective_scan_bidirectional(
-            x.reshape(b, d, h * w), dts.reshape(b, k, d, h * w),
+            x.reshape(b, self.d_inner, h * w), dts,
             -torch.exp(self.A_logs.float()), bs, cs, self.Ds.float(),
             self.dt_proj_bias.flatten().float(), delta_softplus=True,
             backend=PORTABLE_SCAN)
-        return y.reshape(b, d, h, w)
+        return y.reshape(b, self.d_inner, h, w)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         xz = self.in_proj(x)

@@ -1,14 +1,11 @@
-// The compiled CPU selective scan: forward and backward entry points.
-//
-// The kernels (scan_kernel.h) are compiled three times on x86-64: for the
-// baseline instruction set, for AVX2 + FMA and for AVX-512; the fastest one
-// the running CPU supports is chosen at the first call. So the extension is
-// as portable as PyTorch's own wheel while the build needs no -march flag.
-// Other architectures get one copy, vectorised for their baseline.
+// The compiled CPU selective scan for PyTorch: forward and backward entry
+// points over the kernels of scan_kernel.h (one copy per instruction set,
+// chosen at run time: scan_isa.h).
 //
 // The Python side (mmmobilemamba/ops/scan/cpu.py) calls these as the 'cpp'
 // row's kernels of the scan's custom operator, in the layouts listed in
-// scan_kernel.h.
+// scan_kernel.h. The runtime kernels (ONNX Runtime, ExecuTorch) share the
+// same math through scan_native.h.
 #include <ATen/ATen.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
@@ -25,95 +22,13 @@
 #include <type_traits>
 #include <vector>
 
-#if defined(__x86_64__) && defined(__GNUC__)
-#define SCAN_MULTI_ISA 1
-#endif
-
-#define SCAN_NS isa_base
-#include "scan_kernel.h"
-#undef SCAN_NS
-
-#ifdef SCAN_MULTI_ISA
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
-#define SCAN_NS isa_avx2
-#include "scan_kernel.h"
-#undef SCAN_NS
-#pragma GCC pop_options
-
-#pragma GCC push_options
-#pragma GCC target("avx512f,avx512dq,avx512vl,avx512bw,fma,prefer-vector-width=512")
-#define SCAN_NS isa_avx512
-#include "scan_kernel.h"
-#undef SCAN_NS
-#pragma GCC pop_options
-#endif
+// ATen's thread pool runs the tasks (its thread count is torch's).
+#define SCAN_PARALLEL_FOR at::parallel_for
+#include "scan_isa.h"
 
 namespace {
 
-enum class Isa { base, avx2, avx512 };
-
-Isa detect_isa() {
-  Isa best = Isa::base;
-#ifdef SCAN_MULTI_ISA
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
-      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw"))
-    best = Isa::avx512;
-  else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-    best = Isa::avx2;
-#endif
-  // MMMOBILEMAMBA_SCAN_ISA=avx2|baseline picks a lower copy, so that the
-  // copies a machine would not choose can be tested on it; asking for more
-  // than the CPU has is an error.
-  const char* env = std::getenv("MMMOBILEMAMBA_SCAN_ISA");
-  if (env == nullptr || *env == '\0') return best;
-  const std::string want(env);
-  Isa asked;
-  if (want == "avx512")
-    asked = Isa::avx512;
-  else if (want == "avx2")
-    asked = Isa::avx2;
-  else if (want == "baseline")
-    asked = Isa::base;
-  else
-    throw std::invalid_argument("MMMOBILEMAMBA_SCAN_ISA must be avx512, avx2 or baseline, got '" +
-                                want + "'");
-  TORCH_CHECK(static_cast<int>(asked) <= static_cast<int>(best),
-              "MMMOBILEMAMBA_SCAN_ISA=", want, " but this CPU supports at most ",
-              best == Isa::avx512 ? "avx512" : best == Isa::avx2 ? "avx2" : "baseline");
-  return asked;
-}
-
-Isa isa() {
-  static const Isa chosen = detect_isa();
-  return chosen;
-}
-
-std::string isa_name() {
-  switch (isa()) {
-    case Isa::avx512: return "avx512";
-    case Isa::avx2: return "avx2";
-    default: return "baseline";
-  }
-}
-
-// Runs the statement (which names the kernel copy `ns`) with the copy
-// chosen for this CPU.
-#ifdef SCAN_MULTI_ISA
-#define SCAN_ISA_CASES(...)                                             \
-  case Isa::avx512: { namespace ns = isa_avx512; __VA_ARGS__; break; }  \
-  case Isa::avx2: { namespace ns = isa_avx2; __VA_ARGS__; break; }
-#else
-#define SCAN_ISA_CASES(...)
-#endif
-#define SCAN_DISPATCH_ISA(...)                             \
-  do {                                                     \
-    switch (isa()) {                                       \
-      SCAN_ISA_CASES(__VA_ARGS__)                          \
-      default: { namespace ns = isa_base; __VA_ARGS__; }   \
-    }                                                      \
-  } while (0)
+using namespace scan_isa;
 
 const at::Tensor* opt(const std::optional<at::Tensor>& t) {
   return (t.has_value() && t->defined()) ? &*t : nullptr;

@@ -3,7 +3,10 @@
 // This header has no include guard on purpose: scan_cpu.cpp includes it
 // several times, each time inside a different namespace (SCAN_NS) and under
 // a different `#pragma GCC target`, and picks one copy at run time from what
-// the CPU supports. It must therefore include nothing itself.
+// the CPU supports. It must therefore include nothing itself. The includer
+// defines SCAN_PARALLEL_FOR(begin, end, grain, fn): ATen's parallel_for in
+// the torch extension, the runtime's thread pool (or a loop) in the runtime
+// kernels (scan_native.h).
 //
 // Layouts (K scan directions, direction k runs backwards in time when k is
 // odd, G groups of B/C, gd = d / G channels per group):
@@ -382,7 +385,7 @@ template <typename scalar_t, typename acc_t>
 void forward(const Problem<scalar_t, acc_t>& p, scalar_t* y_out, Strides3 sy,
              acc_t* last) {
   const int64_t L = p.length, N = p.N;
-  at::parallel_for(0, p.tasks(), 1, [&](int64_t begin, int64_t end) {
+  SCAN_PARALLEL_FOR(0, p.tasks(), 1, [&](int64_t begin, int64_t end) {
     std::vector<acc_t> scratch(Task<scalar_t, acc_t>::scratch_size(N, L), acc_t(0));
     std::vector<acc_t> yacc(CB * L), UT(CB * L, acc_t(0)), h(N * CB), dv(CB);
     for (int64_t task = begin; task < end; ++task) {
@@ -463,7 +466,7 @@ void backward(const Problem<scalar_t, acc_t>& p, const scalar_t* gy,
   acc_t* gC_part = static_cast<acc_t*>(out.gC_part);
   acc_t* gD_part = static_cast<acc_t*>(out.gD_part);
   acc_t* gbias_part = static_cast<acc_t*>(out.gbias_part);
-  at::parallel_for(0, p.tasks(), 1, [&](int64_t begin, int64_t end) {
+  SCAN_PARALLEL_FOR(0, p.tasks(), 1, [&](int64_t begin, int64_t end) {
     const int64_t tile = tile_len(L);
     std::vector<acc_t> scratch(Task<scalar_t, acc_t>::scratch_size(N, L), acc_t(0));
     std::vector<acc_t> yacc(p.z ? CB * L : 0), h(N * CB);
