@@ -206,7 +206,12 @@ class MaskRCNNExport(nn.Module):
         if roi.mask_head.class_agnostic:
             probs = mask_pred[:, 0]
         else:
-            probs = mask_pred[torch.arange(len(labels)), labels]
+            # each detection's class channel; a gather, not
+            # mask_pred[arange(len(labels)), labels], whose arange the
+            # tracer records as a constant of the example's detection count
+            index = labels[:, None, None, None].expand(
+                -1, 1, mask_pred.shape[2], mask_pred.shape[3])
+            probs = mask_pred.gather(1, index)[:, 0]
         masks = paste_masks(probs.sigmoid()[:, None], det_boxes, self.size)
         return dets, labels, masks >= cfg['mask_thr']
 
