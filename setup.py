@@ -54,7 +54,11 @@ def cpu_extensions():
     # and AVX-512 and pick one at run time, so a built wheel runs on any
     # x86-64 CPU. -fopenmp: ATen's parallel_for is OpenMP in its headers
     # (it then shares the libgomp torch has loaded, and its thread count).
-    flags = dict(extra_compile_args=['-O3', '-fopenmp', '-std=c++20'],
+    # -fno-trapping-math: without it the scan's recurrence loop is scalar
+    # in the baseline and AVX2 copies (GCC keeps its exp clamps as
+    # branches); the kernels read no floating-point exception flags.
+    flags = dict(extra_compile_args=['-O3', '-fopenmp', '-fno-trapping-math',
+                                     '-std=c++20'],
                  extra_link_args=['-fopenmp'])
     scan = CppExtension(SCAN_EXT, [str(csrc / 'scan_cpu.cpp')],
                         depends=[str(csrc / 'scan_kernel.h')], **flags)

@@ -26,6 +26,7 @@ on_error() {
                  "check network access to the package index and free disk space." >&2 ;;
     mmcv*) echo "   mmcv 2.1.0 is compiled from source: needs gcc/g++ and the Python headers." \
                 "Re-run the script; a finished build is reused from pip's cache." >&2 ;;
+    native*) echo "   Building the native kernels is optional; this step should not fail." >&2 ;;
     mmmobilemamba*) echo "   The editable install compiles the selective scan's CPU kernel: needs g++" \
                          "and the Python headers (torch.utils.cpp_extension)." >&2 ;;
     verify*) echo "   The environment is installed but does not work; see the traceback above." >&2 ;;
@@ -79,6 +80,12 @@ fi
 
 step "mmmobilemamba (editable)"
 pip_install -c "$CONSTRAINTS" --no-build-isolation --no-deps -e .
+
+step "native scan kernels for ONNX Runtime and ExecuTorch (opt-in deploy targets)"
+# ONNX Runtime's C API headers come from the npm registry, ExecuTorch's
+# from its wheel; where a library cannot be built (no compiler, no npm),
+# the install goes on and the '*-native' targets say why.
+"$VPY" -m mmmobilemamba.deploy.native build --optional
 
 step "verify: mmcv._ext, torchvision.ops.nms, mmpretrain/mmdet/mmseg, executorch, the compiled CPU ops, registration"
 "$VPY" - <<'PYEOF'

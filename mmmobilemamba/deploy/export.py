@@ -20,7 +20,10 @@ import torch.nn as nn
 from .convert import convert
 
 #: The targets :func:`export` writes files for, and their file endings.
-FILE_TARGETS = {'onnx': '.onnx', 'xnnpack': '.pte'}
+#: The ``-native`` targets record SS2D's scan as one custom operator that
+#: needs the runtime's native library (:mod:`.native`) to run.
+FILE_TARGETS = {'onnx': '.onnx', 'xnnpack': '.pte',
+                'onnx-native': '.onnx', 'xnnpack-native': '.pte'}
 
 
 def float_onnx_path(out: str) -> str:
@@ -67,7 +70,7 @@ def export(model: nn.Module,
             tuple of tensors (see :class:`.model_source.Logits` and
             :class:`.model_source.Features` for OpenMMLab models). It is
             not modified.
-        target (str): ``'onnx'`` or ``'xnnpack'``.
+        target (str): A key of :data:`FILE_TARGETS`.
         example (Tensor): An input of the exported shape.
         out (str): The file to write.
         output_names (Sequence[str], optional): Names of the outputs;
@@ -88,7 +91,8 @@ def export(model: nn.Module,
     if target not in FILE_TARGETS:
         raise ValueError(f'export writes files for {sorted(FILE_TARGETS)}, '
                          f'not {target!r}')
-    if dynamic_batch and target != 'onnx':
+    onnx = FILE_TARGETS[target] == '.onnx'
+    if dynamic_batch and not onnx:
         raise ValueError('dynamic_batch is for ONNX only (ExecuTorch '
                          'programs have a fixed batch)')
     module = convert(model, target)
@@ -99,7 +103,7 @@ def export(model: nn.Module,
     if len(names) != count:
         raise ValueError(f'{len(names)} output names {names} for a model '
                          f'with {count} outputs')
-    if target == 'xnnpack':
+    if not onnx:
         from . import xnnpack
 
         # the quantizer matches exact classes: name the forms of float_types
@@ -115,6 +119,9 @@ def export(model: nn.Module,
     axes = None
     if dynamic_batch:
         axes = {name: {0: 'batch'} for name in ['input'] + names}
+    if target == 'onnx-native':  # the scan operator's ONNX node
+        from .native.onnxruntime import register_symbolic
+        register_symbolic(opset)
     with torch.no_grad():
         torch.onnx.export(module, (example, ), fp32, dynamo=False,
                           opset_version=opset, input_names=['input'],

@@ -5,7 +5,7 @@ aliases ``export_onnx.py`` and ``export_executorch.py``).
         [--shape H [W]] [--features [--out-indices 1 2 3]]
         [--int8 --calib-dir DIR [--calib-num 64] [--quantize-ss2d]]
         [--dynamic-batch] [--batch N] [--opset 17] [--no-check]
-        [--cfg-options k=v ...] [--trust-checkpoint]
+        [--native-scan] [--cfg-options k=v ...] [--trust-checkpoint]
 
 * The whole model, chosen by the config's task
   (:func:`mmmobilemamba.deploy.dense.deployable`): a classifier gives
@@ -26,7 +26,10 @@ aliases ``export_onnx.py`` and ``export_executorch.py``).
 * The model is converted for the target
   (:func:`mmmobilemamba.deploy.convert`: BatchNorms folded, standard-op
   forms, the doubling scan, no custom operator) and written by
-  :func:`mmmobilemamba.deploy.export`.
+  :func:`mmmobilemamba.deploy.export`. ``--native-scan`` (opt in): each
+  SS2D scan is one custom operator instead (targets ``onnx-native`` /
+  ``xnnpack-native``), which runs only where the runtime has loaded
+  :func:`mmmobilemamba.deploy.native.native_library`'s library.
 * ``--int8 --calib-dir DIR``: post-training int8, calibrated on
   ``--calib-num`` images through the config's test pipeline. ONNX: static
   QDQ for onnxruntime, the float model kept as OUT_fp32.onnx. XNNPACK: pt2e
@@ -85,6 +88,10 @@ def parse_args(argv: Optional[Sequence[str]] = None,
     parser.add_argument('--batch', type=int, default=1,
                         help='onnx: batch size of the traced input')
     parser.add_argument('--opset', type=int, default=17, help='onnx opset')
+    parser.add_argument('--native-scan', action='store_true',
+                        help="each SS2D scan as one custom operator, run by "
+                        "the runtime's native kernel library (see "
+                        "mmmobilemamba.deploy.native_library)")
     parser.add_argument('--no-check', action='store_true',
                         help='skip the runtime comparison')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
@@ -108,6 +115,8 @@ def parse_args(argv: Optional[Sequence[str]] = None,
                      '--dynamic-batch and --batch are for --target onnx')
     if args.quantize_ss2d and not (args.int8 and args.target == 'xnnpack'):
         parser.error('--quantize-ss2d is for --target xnnpack --int8')
+    #: what deploy.export writes: the target, or its native-scan variant
+    args.export_target = args.target + ('-native' if args.native_scan else '')
     return args
 
 
@@ -122,6 +131,9 @@ def main(argv: Optional[Sequence[str]] = None,
     try:
         if args.target == 'xnnpack' or args.int8 or not args.no_check:
             require_runtime(RUNTIME[args.target])  # names a missing package
+        if args.native_scan:  # before the slow export: is it buildable?
+            from .native import native_library
+            native_library(RUNTIME[args.target])
         model, cfg = load_model(
             args.config, args.checkpoint, args.cfg_options,
             out_indices=args.out_indices if args.features else None,
@@ -154,7 +166,8 @@ def main(argv: Optional[Sequence[str]] = None,
     if not any(isinstance(m, SS2D) for m in module.modules()):
         print('note: the model has no selective scan (not a MobileMamba?)')
     start = time.perf_counter()
-    done = export(module, args.target, torch.randn(args.batch, 3, *size),
+    done = export(module, args.export_target,
+                  torch.randn(args.batch, 3, *size),
                   args.out, output_names=names,
                   dynamic_batch=args.dynamic_batch, opset=args.opset,
                   calibration=calib,
@@ -175,14 +188,17 @@ def main(argv: Optional[Sequence[str]] = None,
     if done.fp32_path:
         print(f'float model: {done.fp32_path}')
     if dep.task != 'features':
+        # a native file names the runtime whose native library it needs
+        extra = ({'native_scan': RUNTIME[args.target]} if args.native_scan
+                 else None)
         meta = dense.write_metadata(
             done.path, cfg, model, dep, size,
             batch=-1 if args.dynamic_batch else args.batch,
-            precision='int8' if calib is not None else 'fp32')
+            precision='int8' if calib is not None else 'fp32', extra=extra)
         if done.fp32_path:
             dense.write_metadata(done.fp32_path, cfg, model, dep, size,
                                  batch=-1 if args.dynamic_batch else
-                                 args.batch)
+                                 args.batch, extra=extra)
         print(f'metadata: {meta}')
     if done.delegation is not None:
         from .xnnpack import delegation_report

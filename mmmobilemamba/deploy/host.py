@@ -382,17 +382,34 @@ class Model:
         path (str): ``.onnx`` or ``.pte`` file, with ``path + '.json'``.
         threads (int, optional): Intra-op threads (onnxruntime) / threadpool
             size (ExecuTorch). Defaults to the runtime's default.
+        native_library (str, optional): The runtime's native scan library,
+            which a file exported with ``--native-scan`` needs (its metadata
+            says ``native_scan``); ``mmmobilemamba.deploy.native_library(
+            runtime)`` gives its path on the machine that built it: ship the
+            file with the model. Defaults to None.
     """
 
-    def __init__(self, path: str, threads: Optional[int] = None) -> None:
+    def __init__(self, path: str, threads: Optional[int] = None,
+                 native_library: Optional[str] = None) -> None:
         if not osp.isfile(path):
             raise FileNotFoundError(f'model file {path} not found')
         self.path = path
         self.meta = load_metadata(path)
         module, package = runtime_for(path)
+        if self.meta.get('native_scan') and native_library is None:
+            raise ValueError(
+                f'{path} was exported with --native-scan: its scans need '
+                f'the {module} native library (native_library=PATH, '
+                'infer.py --native-library PATH; '
+                f'mmmobilemamba.deploy.native_library({module!r}) gives it)')
+        if native_library is not None and not osp.isfile(native_library):
+            raise FileNotFoundError(
+                f'native library {native_library} not found')
         if module == 'onnxruntime':
             ort = require('onnxruntime', package, f'running {path}')
             opts = ort.SessionOptions()
+            if native_library is not None:
+                opts.register_custom_ops_library(native_library)
             if threads is not None:
                 opts.intra_op_num_threads = int(threads)
                 opts.inter_op_num_threads = 1
@@ -404,6 +421,9 @@ class Model:
             self._run = self._run_ort
         else:
             require('executorch', package, f'running {path}')
+            if native_library is not None:  # registers its kernels
+                import ctypes
+                ctypes.CDLL(native_library, mode=ctypes.RTLD_GLOBAL)
             from executorch.runtime import Runtime
             if threads is not None:
                 from executorch.extension.pybindings.portable_lib import \

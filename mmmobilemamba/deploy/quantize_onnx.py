@@ -5,8 +5,10 @@ on real images. Only the operator types that profit from int8 are
 quantized (:data:`OP_TYPES`): left to its defaults, onnxruntime's quantizer
 would also wrap the selective scan's elementwise Mul/Add/Pad in
 quantize/dequantize pairs, which costs time and puts the recurrence's decays
-and states on an 8-bit grid.
+and states on an 8-bit grid. An ``'onnx-native'`` file's SelectiveScan
+nodes stay float; its calibration runs with the native scan library.
 """
+import contextlib
 import os
 import os.path as osp
 import tempfile
@@ -40,6 +42,53 @@ class _Reader:
         self.start = 0
 
 
+class _NativeOrt:
+    """onnxruntime, as the quantizer's modules see it, with every new
+    ``SessionOptions`` carrying the native scan library."""
+
+    def __init__(self, ort, library: str) -> None:
+        self._ort = ort
+        self._library = library
+
+    def __getattr__(self, name):
+        return getattr(self._ort, name)
+
+    def SessionOptions(self):  # noqa: N802 (onnxruntime's name)
+        options = self._ort.SessionOptions()
+        options.register_custom_ops_library(self._library)
+        return options
+
+
+@contextlib.contextmanager
+def _native_sessions(fp32_path: str):
+    """While quantizing an ``'onnx-native'`` file: the sessions onnxruntime's
+    quantizer opens (graph optimisation, calibration) load the native scan
+    library. Its API has no hook for session options, so the modules'
+    ``onnxruntime`` (and ``SessionOptions``) names are swapped for the
+    call; the SelectiveScan nodes stay float (not in :data:`OP_TYPES`)."""
+    from .native import onnxruntime as native_ort
+    if not native_ort.uses_native(fp32_path):
+        yield
+        return
+    import onnxruntime
+    from onnxruntime.quantization import calibrate, quant_utils
+    from onnxruntime.quantization import shape_inference
+    proxy = _NativeOrt(onnxruntime, native_ort.library_path())
+    swaps = [(calibrate, 'onnxruntime', proxy),
+             (shape_inference, 'onnxruntime', proxy),
+             (quant_utils, 'SessionOptions', proxy.SessionOptions)]
+    saved = [(mod, name, getattr(mod, name)) for mod, name, _ in swaps
+             if hasattr(mod, name)]
+    try:
+        for mod, name, value in swaps:
+            if hasattr(mod, name):
+                setattr(mod, name, value)
+        yield
+    finally:
+        for mod, name, value in saved:
+            setattr(mod, name, value)
+
+
 def _input_batch(path: str) -> tuple:
     import onnx
     graph = onnx.load(path, load_external_data=False).graph
@@ -65,7 +114,7 @@ def quantize_static_int8(fp32_path: str, out_path: str,
     if calibration.shape[0] < batch:
         raise ValueError(f'{calibration.shape[0]} calibration images are '
                          f'fewer than the model\'s batch of {batch}')
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, _native_sessions(fp32_path):
         pre = osp.join(tmp, 'pre.onnx')
         # symbolic shape inference fails on the scan's graph; ONNX's own
         # shape inference and the graph optimisation still run

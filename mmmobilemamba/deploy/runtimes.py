@@ -52,13 +52,23 @@ def runtime_of(path: str) -> str:
 def ort_session(path: str, threads: Optional[int] = None):
     """An onnxruntime CPU session; its intra-op threads do not spin-wait
     after a run (spinning threads steal the cores of whatever runs next,
-    which distorts interleaved timings)."""
+    which distorts interleaved timings). An ``'onnx-native'`` file gets the
+    native scan library registered (:mod:`.native.onnxruntime`).
+
+    Raises:
+        NativeLibraryError: ``path`` needs the native scan library, which
+            is not built or does not fit the installed onnxruntime (the
+            message names the build command).
+    """
     import onnxruntime as ort
+    from .native import onnxruntime as native_ort
     opts = ort.SessionOptions()
     if threads is not None:
         opts.intra_op_num_threads = int(threads)
         opts.inter_op_num_threads = 1
     opts.add_session_config_entry('session.intra_op.allow_spinning', '0')
+    if native_ort.uses_native(path):
+        native_ort.session_options(opts)
     return ort.InferenceSession(path, sess_options=opts,
                                 providers=['CPUExecutionProvider'])
 

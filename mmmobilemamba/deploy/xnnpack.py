@@ -6,6 +6,19 @@ traced, not compiled) -> optional pt2e post-training quantization with
 ``to_edge_transform_and_lower`` with the ``XnnpackPartitioner`` ->
 ``to_executorch``. XNNPACK runs what it takes; whatever it does not take
 stays in ExecuTorch's portable kernels, which :func:`delegation` lists.
+
+The ``'xnnpack-native'`` programs hold SS2D's scan as the custom operator
+``mmmobilemamba::selective_scan_native`` (:mod:`.native.ops`): XNNPACK does
+not take it, so it stays between the delegated subgraphs (in float, also in
+int8 programs: the quantizer annotates no custom operator), and
+``to_executorch`` turns it into its ``.out`` overload, which the kernel
+library of :mod:`.native.executorch` implements; :class:`PteRunner` loads
+that library for such programs. An int8 program of that target is run
+once on its example before it is handed back (:func:`check_runs`): at some
+input sizes (T2: 64x64, 128x96, 192x192) the XNNPACK delegates of executorch
+1.5.1 that end in an SS2D's float pre-scan projections on an odd feature
+map (1x1, 4x3, 3x3) fail their shape propagation (also run alone), and
+export then raises instead of writing a broken file.
 """
 from collections import Counter
 from typing import Iterable, List, Optional, Tuple, Type
@@ -130,7 +143,41 @@ def _export_int8(module, example, calibration, float_types):
         edge = to_edge_transform_and_lower(
             program, partitioner=[XnnpackPartitioner()])
         report = delegation(edge)
-        return edge.to_executorch(), report
+        manager = edge.to_executorch()
+    if 'selective_scan_native' in report[2]:
+        check_runs(manager, example)
+    return manager, report
+
+
+def check_runs(manager, example: torch.Tensor) -> None:
+    """Run an int8 ``'xnnpack-native'`` program once on its example (with
+    the native kernel library loaded), so that :func:`export_program` never
+    hands back a program that cannot run.
+
+    Raises:
+        RuntimeError: The program fails in ExecuTorch's runtime (names the
+            limitation and the workarounds).
+    """
+    import os
+    import tempfile
+    fd, path = tempfile.mkstemp(suffix='.pte')
+    os.close(fd)
+    try:
+        save(manager, path)
+        try:
+            PteRunner(path)(example)
+        except Exception as e:  # the runtime raises plain RuntimeErrors
+            if type(e).__name__ == 'NativeLibraryError':
+                raise
+            raise RuntimeError(
+                f'the int8 \'xnnpack-native\' program for input '
+                f'{tuple(example.shape)} fails in ExecuTorch\'s runtime '
+                f'({e}): the XNNPACK delegates between the native scan '
+                f'operators cannot run at this input size. Export fp32 '
+                f'\'xnnpack-native\' (no calibration), or the portable '
+                f'int8 \'xnnpack\' target, instead.') from e
+    finally:
+        os.remove(path)
 
 
 def fold_constants(program):
@@ -177,7 +224,8 @@ def fold_constants(program):
 def _op_name(node) -> str:
     target = node.target
     name = getattr(target, '__name__', None) or str(target)
-    for prefix in ('aten.', 'dim_order_ops.', 'quantized_decomposed.'):
+    for prefix in ('aten.', 'dim_order_ops.', 'quantized_decomposed.',
+                   'mmmobilemamba.', 'mmmobilemamba::'):
         if name.startswith(prefix):
             name = name[len(prefix):]
     return name.split('.')[0]  # drop the overload ('.default', '.Tensor')
@@ -255,9 +303,19 @@ def set_threads(num: int) -> None:
 
 class PteRunner:
     """A ``.pte`` file loaded in ExecuTorch's runtime: ``runner(x)`` returns
-    the outputs as a list of numpy arrays."""
+    the outputs as a list of numpy arrays.
+
+    A program of the ``'xnnpack-native'`` target calls the native scan
+    operator: its kernel library is loaded first (:mod:`.native.executorch`;
+    a :class:`.native.NativeLibraryError` says how to build it when it is
+    missing)."""
 
     def __init__(self, path: str) -> None:
+        from .native import executorch as native
+        #: The native kernel library this program needed, or None.
+        self.native_library = None
+        if native.uses_native_scan(path):
+            self.native_library = native.load()
         from executorch.runtime import Runtime
         self.program = Runtime.get().load_program(path)
         self.method = self.program.load_method('forward')

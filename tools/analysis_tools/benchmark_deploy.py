@@ -4,6 +4,7 @@ runtimes: ExecuTorch (XNNPACK delegate) and onnxruntime, fp32 and int8.
     python tools/analysis_tools/benchmark_deploy.py [--threads 1 2]
         [--rounds 5] [--iters 20] [--work-dir work_dirs/benchmark_deploy]
         [--calib-dir DIR] [--calib-num 32] [--reuse] [--scan-stand-in]
+        [--native-scan]
 
 Both models are built from their configs with random weights and random
 BatchNorm statistics (speed does not depend on the values; nothing is
@@ -29,6 +30,13 @@ the file size and T2 / MobileNetV3-Large.
 replaced by a zero-cost stand-in (y = u) and times it in the same rounds:
 what T2 would cost in each runtime if its scan were free.
 
+``--native-scan`` also exports T2 with the native scan (targets
+``xnnpack-native`` and ``onnx-native``, fp32 and int8: each scan one
+custom operator run by the runtime's kernel library,
+:func:`mmmobilemamba.deploy.native_library`) and times it in the same
+rounds; with ``--scan-stand-in`` too, the scan's share of the native
+programs' time is printed.
+
 ``--dense`` times whole detectors and segmentors instead (SSDLite-320 and
 DeepLabv3 with T2 against mmdet's SSDLite-MobileNetV2-320 and mmseg's
 DeepLabv3-MobileNetV2, post-processing in the files as the export tool
@@ -51,6 +59,7 @@ T2_CONFIG = osp.join(REPO, 'configs', 'mobilemamba',
                      'mobilemamba-t2_8xb128_in1k.py')
 MODELS = (('T2@192', 192), ('MobileNetV3-Large@224', 224))
 STAND_IN = 'T2@192, zero-cost scan'
+NATIVE = 'T2@192, native scan'
 PEER = 'mobilenet-v3-large_8xb128_in1k'
 
 
@@ -67,6 +76,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help='time the files already in --work-dir')
     parser.add_argument('--scan-stand-in', action='store_true',
                         help='also time T2 (fp32) with a zero-cost scan')
+    parser.add_argument('--native-scan', action='store_true',
+                        help='also time T2 exported with the native scan '
+                        'kernels (targets xnnpack-native, onnx-native)')
     parser.add_argument('--dense', action='store_true',
                         help='whole detectors and segmentors instead: '
                         'SSDLite-320 and DeepLabv3, T2 against MobileNetV2 '
@@ -139,6 +151,40 @@ def export_all(args) -> Dict[str, str]:
         print(f'{name}: .onnx fp32 and int8 written')
     if args.scan_stand_in:
         paths.update(export_stand_in(args, models[MODELS[0][0]]))
+    if args.native_scan:
+        paths.update(export_native(args, models[MODELS[0][0]]))
+    return paths
+
+
+def export_native(args, t2: torch.nn.Module) -> Dict[tuple, str]:
+    """T2 with the native scan, fp32 and int8, for both runtimes."""
+    from mmmobilemamba.deploy import export, native_library
+    from mmmobilemamba.deploy.export import float_onnx_path
+    from mmmobilemamba.models.ss2d import SS2D
+    for runtime in ('executorch', 'onnxruntime'):
+        native_library(runtime)  # a clear error before the slow exports
+    stem = osp.join(args.work_dir, 't2_native')
+    paths = {(NATIVE, 'executorch', 'fp32'): stem + '_fp32.pte',
+             (NATIVE, 'executorch', 'int8'): stem + '_int8.pte',
+             (NATIVE, 'onnxruntime', 'fp32'): float_onnx_path(
+                 stem + '_int8.onnx'),
+             (NATIVE, 'onnxruntime', 'int8'): stem + '_int8.onnx'}
+    if args.reuse and all(osp.isfile(p) for p in paths.values()):
+        return paths
+    size = MODELS[0][1]
+    x, calib = torch.randn(1, 3, size, size), calibration_images(args, size)
+    for precision in ('fp32', 'int8'):
+        try:
+            export(t2, 'xnnpack-native', x,
+                   paths[(NATIVE, 'executorch', precision)],
+                   calibration=calib if precision == 'int8' else None,
+                   float_types=(SS2D, ))
+        except RuntimeError as e:  # a program XNNPACK cannot run: reported
+            print(f'not timed: T2 native scan executorch {precision}: {e}')
+            del paths[(NATIVE, 'executorch', precision)]
+    export(t2, 'onnx-native', x, paths[(NATIVE, 'onnxruntime', 'int8')],
+           calibration=calib)
+    print('T2 with the native scan: .pte and .onnx, fp32 and int8 written')
     return paths
 
 
@@ -163,16 +209,21 @@ def export_stand_in(args, t2: torch.nn.Module) -> Dict[tuple, str]:
 def time_all(paths: Dict[tuple, str], threads: int, rounds: int,
              iters: int) -> Dict[tuple, List[float]]:
     from mmmobilemamba.deploy.runtimes import make_runner
-    sizes = dict(MODELS, **{STAND_IN: MODELS[0][1]})
+    sizes = dict(MODELS, **{STAND_IN: MODELS[0][1], NATIVE: MODELS[0][1]})
     runners = {key: make_runner(key[1], path, threads)
                for key, path in paths.items()}
     inputs = {key: torch.randn(1, 3, sizes[key[0]], sizes[key[0]])
               for key in paths}
     arrays = {key: x.numpy() for key, x in inputs.items()}
-    for key, run in runners.items():  # warm-up
-        for _ in range(3):
-            run(inputs[key] if key[1] == 'executorch' else arrays[key])
-    times: Dict[tuple, List[float]] = {key: [] for key in paths}
+    for key, run in list(runners.items()):  # warm-up
+        try:
+            for _ in range(3):
+                run(inputs[key] if key[1] == 'executorch' else arrays[key])
+        except RuntimeError as e:  # reported, and left out of the rounds
+            print(f'not timed: {" ".join(key)} ({paths[key]}) fails to run: '
+                  f'{str(e).splitlines()[-1]}')
+            del runners[key]
+    times: Dict[tuple, List[float]] = {key: [] for key in runners}
     for _ in range(rounds):
         for key, run in runners.items():
             x = inputs[key] if key[1] == 'executorch' else arrays[key]
@@ -234,6 +285,23 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                       f'ms ({free / med[(peer, runtime, "fp32")]:.2f}x '
                       f'MNv3-L); the scan costs {real - free:.2f} ms of '
                       f'{real:.2f}')
+            for precision in ('fp32', 'int8'):
+                key = (NATIVE, runtime, precision)
+                if key not in times:
+                    continue
+                native = statistics.median(times[key])
+                portable = med[(t2, runtime, precision)]
+                line = (f'{runtime} {precision}, T2 with the native scan: '
+                        f'{native:.2f} ms / p90 '
+                        f'{percentile(times[key], 90):.2f} '
+                        f'({native / med[(peer, runtime, precision)]:.2f}x '
+                        f'MNv3-L; portable scan {portable:.2f} ms)')
+                free_key = (STAND_IN, runtime, precision)
+                if free_key in times:
+                    free = statistics.median(times[free_key])
+                    line += (f'; the native scan is '
+                             f'{100 * (native - free) / native:.1f} % of it')
+                print(line)
     return 0
 
 

@@ -41,6 +41,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--score-thr', type=float, default=0.3,
                         help='detections drawn and printed from this score')
     parser.add_argument('--threads', type=int, default=None)
+    parser.add_argument('--native-library', default=None,
+                        help='the native scan library that a file exported '
+                        'with --native-scan needs (mmmobilemamba.deploy.'
+                        'native_library(RUNTIME) gives its path)')
     return parser.parse_args(argv)
 
 
@@ -48,7 +52,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     host = load_host()
     try:
-        model = host.Model(args.model, threads=args.threads)
+        model = host.Model(args.model, threads=args.threads,
+                           native_library=args.native_library)
         img = host.read_image(args.image)
         result = model(img)
     except (FileNotFoundError, ValueError, ImportError) as err:

@@ -15,9 +15,13 @@ CSRC = Path(__file__).resolve().parents[2] / 'ops' / 'csrc'
 #: Where the libraries built at install time are put (beside this file).
 LIBRARY_DIR = Path(__file__).resolve().parent / 'lib'
 #: Flags of every build: no -march (scan_isa.h picks the instruction set
-#: at run time), hidden symbols except the runtime's entry points.
-CXXFLAGS = ('-O3', '-std=c++20', '-shared', '-fPIC', '-fvisibility=hidden',
-            '-Wno-psabi')
+#: at run time), hidden symbols except the runtime's entry points;
+#: -fopenmp-simd honours the kernels' ``#pragma omp simd`` (no OpenMP
+#: runtime); -fno-trapping-math lets GCC vectorise the recurrence, whose
+#: exp clamps are otherwise kept as branches (the kernels read no
+#: floating-point exception flags).
+CXXFLAGS = ('-O3', '-std=c++20', '-fopenmp-simd', '-fno-trapping-math',
+            '-shared', '-fPIC', '-fvisibility=hidden', '-Wno-psabi')
 
 
 class BuildError(RuntimeError):
