@@ -267,3 +267,19 @@ def assert_same_weights(ckpt_a, ckpt_b):
 def last_checkpoint(work_dir):
     with open(osp.join(work_dir, 'last_checkpoint')) as f:
         return f.read().strip()
+
+
+def quantized_weight_consumers(path: str) -> set:
+    """Operator types fed by a quantized weight (a DequantizeLinear of an
+    initializer or Constant) in the ONNX file ``path``."""
+    import onnx
+    graph = onnx.load(path).graph
+    constants = {t.name for t in graph.initializer} | {
+        o for n in graph.node if n.op_type == 'Constant' for o in n.output}
+    consumers = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node.op_type)
+    return {op for node in graph.node if node.op_type == 'DequantizeLinear'
+            and node.input[0] in constants
+            for op in consumers.get(node.output[0], [])}

@@ -199,21 +199,15 @@ def test_native_int8(library, tmp_path):
     tests)."""
     from mmmobilemamba.deploy.export import export
     from mmmobilemamba.deploy.runtimes import make_runner
+
+    from ..helpers import quantized_weight_consumers
     model = _backbone('T2')
     gen = torch.Generator().manual_seed(2)
     calib = torch.randn(4, 3, 64, 64, generator=gen)
     out = str(tmp_path / 'int8.onnx')
     res = export(model, 'onnx-native', calib[:1], out, calibration=calib)
     _check_native_graph(out, _num_ss2d(model))
-    graph = onnx.load(out).graph
-    constants = {t.name for t in graph.initializer}
-    consumers = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node.op_type)
-    fed = {op for node in graph.node if node.op_type == 'DequantizeLinear'
-           and node.input[0] in constants
-           for op in consumers.get(node.output[0], [])}
+    fed = quantized_weight_consumers(out)
     assert 'Conv' in fed and fed <= {'Conv', 'MatMul', 'Gemm'}, fed
     int8 = make_runner('onnxruntime', out, 1)
     fp32 = make_runner('onnxruntime', res.fp32_path, 1)

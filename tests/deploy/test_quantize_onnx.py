@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from ..helpers import run_tool
+from ..helpers import quantized_weight_consumers, run_tool
 from .test_export_onnx import CONFIG
 from .test_export_executorch import H, W, calib_dir, checkpoint  # noqa: F401
 
@@ -19,7 +19,6 @@ TOOL = 'tools/deployment/export_onnx.py'
 @pytest.mark.slow
 @pytest.mark.parametrize('features', [False, True])
 def test_int8_onnx(checkpoint, calib_dir, tmp_path, features):  # noqa: F811
-    import onnx
     ckpt, _ = checkpoint
     out_path = str(tmp_path / 'int8.onnx')
     extra = ['--features'] if features else []
@@ -41,16 +40,7 @@ def test_int8_onnx(checkpoint, calib_dir, tmp_path, features):  # noqa: F811
     # only the matrix products are quantized: every quantized weight (a
     # DequantizeLinear of an initializer) feeds a Conv, MatMul or Gemm, and
     # the scan's elementwise Mul/Add/Pad keep float parameters
-    graph = onnx.load(out_path).graph
-    constants = {t.name for t in graph.initializer} | {
-        o for n in graph.node if n.op_type == 'Constant' for o in n.output}
-    consumers = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node.op_type)
-    fed = {op for node in graph.node if node.op_type == 'DequantizeLinear'
-           and node.input[0] in constants
-           for op in consumers.get(node.output[0], [])}
+    fed = quantized_weight_consumers(out_path)
     assert 'Conv' in fed and fed <= {'Conv', 'MatMul', 'Gemm'}, fed
 
 
