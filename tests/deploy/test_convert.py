@@ -109,9 +109,10 @@ def test_each_target_uses_its_forms():
             convert(model, 'xnnpack-native'),
             (torch.randn(1, 3, 64, 64), )).graph
     calls = [n.target for n in graph.nodes if n.op == 'call_function']
-    # one scan operator per SS2D (T2: one per block), no portable scan
+    # one scan operator (with the norm and gate) per SS2D (T2: one per
+    # block), no portable scan
     assert calls.count(
-        torch.ops.mmmobilemamba.selective_scan_native.default) == 5
+        torch.ops.mmmobilemamba.selective_scan_native.gated) == 5
     # exp only in A = -exp(A_logs), once per SS2D: no doubling scan
     assert calls.count(torch.ops.aten.exp.default) == 5
     # the training model is untouched by all of this

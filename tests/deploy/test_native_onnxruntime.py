@@ -1,5 +1,6 @@
-"""The 'onnx-native' target in ONNX Runtime: SS2D's scan as one
-``mmmobilemamba::SelectiveScan`` node that the custom-op library
+"""The 'onnx-native' target in ONNX Runtime: SS2D's scan (with its norm
+and gate) as one ``mmmobilemamba::SelectiveScanNormGate`` node (the plain
+scan: ``SelectiveScan``) that the custom-op library
 (ops/csrc/ort_scan.cpp, built by ``python -m mmmobilemamba.deploy.native
 build``) runs inside plain onnxruntime."""
 import json
@@ -16,6 +17,7 @@ from mmmobilemamba.deploy.native import onnxruntime as native_ort  # noqa
 from mmmobilemamba.deploy.native.build import BuildError  # noqa: E402
 
 NAMES = ('u', 'delta', 'A', 'B', 'C', 'D', 'bias')
+GATE = ('z', 'norm_weight', 'norm_bias')
 
 
 @pytest.fixture(scope='module')
@@ -32,16 +34,22 @@ def library():
     return native_ort.library_path()
 
 
-def _scan_model(shapes=None):
-    """A one-node ONNX model: SelectiveScan(u, delta, A, B, C, D, bias);
+def _scan_model(shapes=None, eps=None):
+    """A one-node ONNX model: SelectiveScan(u, delta, A, B, C, D, bias), or
+    with ``eps`` SelectiveScanNormGate(..., z, norm_weight, norm_bias);
     ``shapes`` None declares inputs of unknown shape."""
     from onnx import TensorProto, helper
+    names = NAMES if eps is None else NAMES + GATE
     inputs = [helper.make_tensor_value_info(
         n, TensorProto.FLOAT, None if shapes is None else shapes[n])
-        for n in NAMES]
+        for n in names]
     out = helper.make_tensor_value_info('y', TensorProto.FLOAT, None)
-    node = helper.make_node('SelectiveScan', list(NAMES), ['y'],
-                            domain='mmmobilemamba')
+    if eps is None:
+        node = helper.make_node('SelectiveScan', list(names), ['y'],
+                                domain='mmmobilemamba')
+    else:
+        node = helper.make_node('SelectiveScanNormGate', list(names), ['y'],
+                                domain='mmmobilemamba', eps=eps)
     graph = helper.make_graph([node], 'scan', inputs, [out])
     model = helper.make_model(graph, opset_imports=[
         helper.make_opsetid('', 17), helper.make_opsetid('mmmobilemamba', 1)])
@@ -67,8 +75,11 @@ def _inputs(b, d, length, n, k=2, seed=0):
     }
 
 
+# (1, 67, 490, 4) is above the kernel's parallel cutoff (kMinParallelWork,
+# 2^17 steps): at 2 threads it runs on onnxruntime's pool
 @pytest.mark.parametrize('b,d,length,n', [(1, 37, 53, 1), (2, 37, 53, 3),
-                                          (2, 64, 17, 3), (1, 5, 1, 1)])
+                                          (2, 64, 17, 3), (1, 5, 1, 1),
+                                          (1, 67, 490, 4)])
 @pytest.mark.parametrize('threads', [1, 2])
 def test_kernel_matches_reference(library, b, d, length, n, threads):
     from mmmobilemamba.ops.scan import reference
@@ -85,19 +96,60 @@ def test_kernel_matches_reference(library, b, d, length, n, threads):
     assert err < 1e-5, err
 
 
+def _gate_inputs(b, d, length, seed=1):
+    gen = torch.Generator().manual_seed(seed)
+    return {'z': torch.randn(b, d, length, generator=gen) * 4,
+            'norm_weight': torch.rand(d, generator=gen) + .5,
+            'norm_bias': torch.randn(d, generator=gen)}
+
+
+@pytest.mark.parametrize('b,d,length,threads', [(2, 37, 53, 1),
+                                                (1, 67, 490, 2)])
+def test_gated_kernel_matches_reference(library, b, d, length, threads):
+    """SelectiveScanNormGate: the scan, LayerNorm over d, * silu(z), against
+    the double reference scan and torch's LayerNorm."""
+    from mmmobilemamba.ops.scan import reference
+    x = dict(_inputs(b, d, length, 3), **_gate_inputs(b, d, length))
+    eps = 1e-3
+    shapes = {k: list(v.shape) for k, v in x.items()}
+    session = _session(_scan_model(shapes, eps=eps), threads)
+    (y, ) = session.run(None, {k: v.numpy() for k, v in x.items()})
+    t = {k: v.double() for k, v in x.items()}
+    scan = reference.scan(t['u'], t['delta'], t['A'], t['B'].unsqueeze(2),
+                          t['C'].unsqueeze(2), t['D'], None, t['bias'], True,
+                          False)[0]
+    ref = torch.nn.functional.layer_norm(
+        scan.transpose(1, 2), (d, ), t['norm_weight'], t['norm_bias'],
+        eps).transpose(1, 2) * torch.nn.functional.silu(t['z'])
+    err = np.abs(y - ref.numpy()).max() / ref.abs().max().item()
+    assert err < 1e-5, err
+
+
 @pytest.mark.parametrize('name,shape,message', [
     ('B', (1, 2, 3, 52), 'input B must be (b, K, N, L) = (1, 2, 3, 53)'),
     ('D', (2, 36), 'input D must be (K, d) = (2, 37)'),
     ('u', (1, 37), 'input u must be (b, d, L)'),
     ('A', (2, 37, 3, 1), 'input A must be (K, d, N)'),
+    ('z', (1, 37, 52), 'SelectiveScanNormGate: input z must be (b, d, L) = '
+     '(1, 37, 53)'),
+    ('norm_bias', (36, ), 'input norm_bias must be (d,) = (37,)'),
 ])
 def test_bad_shapes_name_the_input(library, name, shape, message):
-    x = {k: v.numpy() for k, v in _inputs(1, 37, 53, 3).items()}
+    gated = name in GATE
+    x = dict(_inputs(1, 37, 53, 3), **_gate_inputs(1, 37, 53)
+             ) if gated else _inputs(1, 37, 53, 3)
+    x = {k: v.numpy() for k, v in x.items()}
     x[name] = np.zeros(shape, np.float32)
-    session = _session(_scan_model())  # shapes unknown to ORT
+    # shapes unknown to ORT
+    session = _session(_scan_model(eps=1e-5 if gated else None))
     with pytest.raises(Exception, match=message.replace('(', r'\(')
                        .replace(')', r'\)')):
         session.run(None, x)
+
+
+def test_gated_bad_eps_is_refused(library):
+    with pytest.raises(Exception, match='attribute eps must be a positive'):
+        _session(_scan_model(eps=-1.0))
 
 
 def _backbone(arch, seed=0):
@@ -124,7 +176,7 @@ def _check_native_graph(path, num_scans):
     graph = onnx.load(path).graph
     custom = [n for n in graph.node if n.domain not in ('', 'ai.onnx')]
     assert {(n.domain, n.op_type) for n in custom} == {
-        ('mmmobilemamba', 'SelectiveScan')}
+        ('mmmobilemamba', 'SelectiveScanNormGate')}
     assert len(custom) == num_scans > 0
     assert native_ort.uses_native(path)
 

@@ -1,5 +1,5 @@
-"""ONNX Runtime's native scan: the ``mmmobilemamba::SelectiveScan`` custom
-op of the ``'onnx-native'`` files.
+"""ONNX Runtime's native scan: the ``mmmobilemamba::SelectiveScan`` and
+``SelectiveScanNormGate`` custom ops of the ``'onnx-native'`` files.
 
 * :func:`build` compiles ``ops/csrc/ort_scan.cpp`` into
   ``lib/libmmmobilemamba_ort.so`` against ONNX Runtime's C API header,
@@ -9,7 +9,8 @@ op of the ``'onnx-native'`` files.
   ``onnxruntime.SessionOptions``; :func:`uses_native` tells whether a model
   needs it;
 * :func:`register_symbolic` makes ``torch.onnx.export`` (the TorchScript
-  exporter) write ``selective_scan_native`` as one ``SelectiveScan`` node.
+  exporter) write ``selective_scan_native`` as one ``SelectiveScan`` node
+  (its ``gated`` overload as one ``SelectiveScanNormGate`` node).
 
 The headers: no Python or Debian package ships ``onnxruntime_c_api.h``,
 nor does the official npm package (``onnxruntime-node`` carries only
@@ -40,7 +41,7 @@ from typing import Optional, Union
 
 from . import NativeLibraryError
 from .build import CSRC, LIBRARY_DIR, BuildError, compile_shared
-from .ops import ONNX_DOMAIN, ONNX_OP_TYPE, OP_NAME
+from .ops import ONNX_DOMAIN, ONNX_GATED_OP_TYPE, ONNX_OP_TYPE, OP_NAME
 
 #: The npm package (and version) whose tarball carries ONNX Runtime's C API
 #: headers (onnxruntime 1.29, ORT_API_VERSION 29).
@@ -295,8 +296,18 @@ def uses_native(model: Union[str, os.PathLike, bytes, 'onnx.ModelProto']
 _registered = set()
 
 
-def _symbolic(g, u, delta, A, B, C, D, bias):
-    y = g.op(f'{ONNX_DOMAIN}::{ONNX_OP_TYPE}', u, delta, A, B, C, D, bias)
+def _symbolic(g, u, delta, A, B, C, D, bias, *gate):
+    """Both overloads (a TorchScript node does not record which): the
+    plain scan, or with (z, norm_weight, norm_bias, eps) the gated one."""
+    if gate:
+        from torch.onnx import symbolic_helper
+        z, weight, norm_bias, eps = gate
+        y = g.op(f'{ONNX_DOMAIN}::{ONNX_GATED_OP_TYPE}', u, delta, A, B, C, D,
+                 bias, z, weight, norm_bias,
+                 eps_f=symbolic_helper._get_const(eps, 'f', 'eps'))
+    else:
+        y = g.op(f'{ONNX_DOMAIN}::{ONNX_OP_TYPE}', u, delta, A, B, C, D,
+                 bias)
     y.setType(u.type())  # y has u's shape and dtype
     return y
 

@@ -1,6 +1,8 @@
-// ExecuTorch kernel library: the operator
-// mmmobilemamba::selective_scan_native.out (SS2D's scan, exported by the
-// 'xnnpack-native' deploy target). The math is scan_native.h; this file
+// ExecuTorch kernel library: the operators
+// mmmobilemamba::selective_scan_native.out (SS2D's scan) and
+// mmmobilemamba::selective_scan_native.gated_out (the scan, then SS2D's
+// LayerNorm and gate), exported by the 'xnnpack-native' deploy target.
+// The math is scan_native.h; this file
 // checks the arguments, reports errors through the KernelRuntimeContext
 // (ExecuTorch kernels do not throw) and hands the scan ExecuTorch's
 // threadpool.
@@ -76,13 +78,12 @@ bool check_tensor(const Tensor& t, const char* name,
   return true;
 }
 
-}  // namespace
-
-Tensor& selective_scan_native_out(KernelRuntimeContext& ctx, const Tensor& u,
-                                  const Tensor& delta, const Tensor& A,
-                                  const Tensor& B, const Tensor& C,
-                                  const Tensor& D, const Tensor& bias,
-                                  Tensor& out) {
+// Checks the scan's inputs and out, runs the scan (and, with z, the
+// epilogue). Returns out; failures go through ctx.
+Tensor& scan(KernelRuntimeContext& ctx, const Tensor& u, const Tensor& delta,
+             const Tensor& A, const Tensor& B, const Tensor& C, const Tensor& D,
+             const Tensor& bias, const Tensor* z, const Tensor* norm_weight,
+             const Tensor* norm_bias, double eps, Tensor& out) {
   ET_KERNEL_CHECK_MSG(ctx, u.dim() == 3, InvalidArgument, out,
                       "selective_scan_native: u must be (b, d, L), got %zd "
                       "dims", static_cast<ssize_t>(u.dim()));
@@ -94,13 +95,17 @@ Tensor& selective_scan_native_out(KernelRuntimeContext& ctx, const Tensor& u,
                       "dims", static_cast<ssize_t>(A.dim()));
   const scan_native::Shape s{u.size(0), u.size(1), u.size(2), delta.size(1),
                              A.size(2)};
-  const bool ok = check_tensor(u, "u", {s.batch, s.dim, s.length}) &&
-                  check_tensor(delta, "delta", {s.batch, s.K, s.dim, s.length}) &&
-                  check_tensor(A, "A", {s.K, s.dim, s.N}) &&
-                  check_tensor(B, "B", {s.batch, s.K, s.N, s.length}) &&
-                  check_tensor(C, "C", {s.batch, s.K, s.N, s.length}) &&
-                  check_tensor(D, "D", {s.K, s.dim}) &&
-                  check_tensor(bias, "bias", {s.K, s.dim});
+  bool ok = check_tensor(u, "u", {s.batch, s.dim, s.length}) &&
+            check_tensor(delta, "delta", {s.batch, s.K, s.dim, s.length}) &&
+            check_tensor(A, "A", {s.K, s.dim, s.N}) &&
+            check_tensor(B, "B", {s.batch, s.K, s.N, s.length}) &&
+            check_tensor(C, "C", {s.batch, s.K, s.N, s.length}) &&
+            check_tensor(D, "D", {s.K, s.dim}) &&
+            check_tensor(bias, "bias", {s.K, s.dim});
+  if (ok && z != nullptr)
+    ok = check_tensor(*z, "z", {s.batch, s.dim, s.length}) &&
+         check_tensor(*norm_weight, "norm_weight", {s.dim}) &&
+         check_tensor(*norm_bias, "norm_bias", {s.dim});
   ET_KERNEL_CHECK(ctx, ok, InvalidArgument, out);
   // the planned output has u's sizes already; a dynamic one is resized
   ET_KERNEL_CHECK_MSG(
@@ -111,12 +116,18 @@ Tensor& selective_scan_native_out(KernelRuntimeContext& ctx, const Tensor& u,
                       InvalidArgument, out,
                       "selective_scan_native: bad out tensor");
   try {
+    float* y = out.mutable_data_ptr<float>();
     scan_native::forward(s, u.const_data_ptr<float>(),
                          delta.const_data_ptr<float>(),
                          A.const_data_ptr<float>(), B.const_data_ptr<float>(),
                          C.const_data_ptr<float>(), D.const_data_ptr<float>(),
-                         bias.const_data_ptr<float>(),
-                         out.mutable_data_ptr<float>(), kParallelFor, nullptr);
+                         bias.const_data_ptr<float>(), y, kParallelFor,
+                         nullptr);
+    if (z != nullptr)
+      scan_native::norm_gate(s, z->const_data_ptr<float>(),
+                             norm_weight->const_data_ptr<float>(),
+                             norm_bias->const_data_ptr<float>(),
+                             static_cast<float>(eps), y);
   } catch (const std::exception& e) {
     ET_LOG(Error, "selective_scan_native: %s", e.what());
     ctx.fail(Error::InvalidArgument);
@@ -124,11 +135,33 @@ Tensor& selective_scan_native_out(KernelRuntimeContext& ctx, const Tensor& u,
   return out;
 }
 
+}  // namespace
+
+Tensor& selective_scan_native_out(KernelRuntimeContext& ctx, const Tensor& u,
+                                  const Tensor& delta, const Tensor& A,
+                                  const Tensor& B, const Tensor& C,
+                                  const Tensor& D, const Tensor& bias,
+                                  Tensor& out) {
+  return scan(ctx, u, delta, A, B, C, D, bias, nullptr, nullptr, nullptr, 0.,
+              out);
+}
+
+Tensor& selective_scan_native_gated_out(
+    KernelRuntimeContext& ctx, const Tensor& u, const Tensor& delta,
+    const Tensor& A, const Tensor& B, const Tensor& C, const Tensor& D,
+    const Tensor& bias, const Tensor& z, const Tensor& norm_weight,
+    const Tensor& norm_bias, double eps, Tensor& out) {
+  return scan(ctx, u, delta, A, B, C, D, bias, &z, &norm_weight, &norm_bias,
+              eps, out);
+}
+
 }  // namespace mmmobilemamba_et
 
 // Registered when the library is loaded.
 EXECUTORCH_LIBRARY(mmmobilemamba, "selective_scan_native.out",
                    mmmobilemamba_et::selective_scan_native_out);
+EXECUTORCH_LIBRARY(mmmobilemamba, "selective_scan_native.gated_out",
+                   mmmobilemamba_et::selective_scan_native_gated_out);
 
 // Which instruction set the scan runs with (for reports; C linkage so that
 // ctypes can call it).

@@ -1,5 +1,6 @@
-// ONNX Runtime custom-op library: the `mmmobilemamba::SelectiveScan` node
-// of the 'onnx-native' files (SS2D's scan, one node per scan).
+// ONNX Runtime custom-op library: the `mmmobilemamba::SelectiveScan` and
+// `mmmobilemamba::SelectiveScanNormGate` nodes of the 'onnx-native' files
+// (SS2D's scan, one node per SS2D).
 //
 // Built by mmmobilemamba/deploy/native/onnxruntime.py against ONNX
 // Runtime's C API header (onnxruntime_c_api.h, from a registry package);
@@ -11,12 +12,15 @@
 // Inputs (float32, contiguous as ORT passes them):
 //   0 u (b, d, L)   1 delta (b, K, d, L)   2 A (K, d, N)
 //   3 B (b, K, N, L)   4 C (b, K, N, L)   5 D (K, d)   6 bias (K, d)
-// Output: y (b, d, L). The math is scan_native::forward (scan_native.h);
-// this file only checks shapes and hands over ORT's thread pool
-// (KernelContext_ParallelFor).
+// SelectiveScanNormGate adds SS2D's epilogue (scan_native::norm_gate):
+//   7 z (b, d, L)   8 norm_weight (d,)   9 norm_bias (d,);  attribute eps
+// (float, default 1e-5, as LayerNormalization's).
+// Output: y (b, d, L). The math is scan_native.h; this file only checks
+// shapes and hands over ORT's thread pool (KernelContext_ParallelFor).
 #include <onnxruntime_c_api.h>
 
 #include <atomic>
+#include <cmath>
 #include <climits>
 #include <cstdint>
 #include <exception>
@@ -30,9 +34,10 @@ namespace {
 
 constexpr const char* kDomain = "mmmobilemamba";
 constexpr const char* kOpType = "SelectiveScan";
-constexpr size_t kNumInputs = 7;
-constexpr const char* kInputNames[kNumInputs] = {"u", "delta", "A", "B",
-                                                 "C", "D", "bias"};
+constexpr const char* kGatedOpType = "SelectiveScanNormGate";
+constexpr size_t kNumInputs = 7, kNumGatedInputs = 10;
+constexpr const char* kInputNames[kNumGatedInputs] = {
+    "u", "delta", "A", "B", "C", "D", "bias", "z", "norm_weight", "norm_bias"};
 
 std::string dims_str(const std::vector<int64_t>& dims) {
   std::string s = "(";
@@ -45,6 +50,8 @@ std::string dims_str(const std::vector<int64_t>& dims) {
 
 struct Kernel {
   const OrtApi* api;
+  bool gated;   // SelectiveScanNormGate
+  float eps;    // its LayerNorm's
 };
 
 // The shape of a tensor value (an error status naming `what` on failure).
@@ -98,26 +105,30 @@ void ort_parallel_for(void* ctx, int64_t n, const scan_native::RangeFn& fn) {
     throw std::runtime_error("a selective scan task failed (out of memory?)");
 }
 
-OrtStatus* compute(const OrtApi* api, OrtKernelContext* context) {
+OrtStatus* compute(const Kernel& kernel, OrtKernelContext* context) {
+  const OrtApi* api = kernel.api;
+  const std::string op = std::string("mmmobilemamba::") +
+                         (kernel.gated ? kGatedOpType : kOpType);
+  const size_t inputs = kernel.gated ? kNumGatedInputs : kNumInputs;
   size_t count = 0;
   if (OrtStatus* s = api->KernelContext_GetInputCount(context, &count))
     return s;
-  if (count != kNumInputs)
+  if (count != inputs)
     return api->CreateStatus(
         ORT_INVALID_ARGUMENT,
-        ("mmmobilemamba::SelectiveScan takes 7 inputs (u, delta, A, B, C, D, "
-         "bias), got " + std::to_string(count)).c_str());
-  const float* data[kNumInputs];
-  std::vector<int64_t> dims[kNumInputs];
-  for (size_t i = 0; i < kNumInputs; ++i) {
+        (op + " takes " + std::to_string(inputs) + " inputs (u, delta, A, B, "
+         "C, D, bias" + (kernel.gated ? ", z, norm_weight, norm_bias" : "") +
+         "), got " + std::to_string(count)).c_str());
+  const float* data[kNumGatedInputs];
+  std::vector<int64_t> dims[kNumGatedInputs];
+  for (size_t i = 0; i < inputs; ++i) {
     const OrtValue* value = nullptr;
     if (OrtStatus* s = api->KernelContext_GetInput(context, i, &value))
       return s;
     if (value == nullptr)
       return api->CreateStatus(
           ORT_INVALID_ARGUMENT,
-          (std::string("mmmobilemamba::SelectiveScan: input ") +
-           kInputNames[i] + " is missing").c_str());
+          (op + ": input " + kInputNames[i] + " is missing").c_str());
     if (OrtStatus* s = value_shape(api, value, dims[i])) return s;
     const void* ptr = nullptr;
     if (OrtStatus* s = api->GetTensorData(value, &ptr)) return s;
@@ -128,23 +139,21 @@ OrtStatus* compute(const OrtApi* api, OrtKernelContext* context) {
   if (u.size() != 3)
     return api->CreateStatus(
         ORT_INVALID_ARGUMENT,
-        ("mmmobilemamba::SelectiveScan: input u must be (b, d, L), got " +
-         dims_str(u)).c_str());
+        (op + ": input u must be (b, d, L), got " + dims_str(u)).c_str());
   const int64_t b = u[0], d = u[1], L = u[2];
   const int64_t K = dims[1].size() == 4 ? dims[1][1] : -1;
   const int64_t N = dims[2].size() == 3 ? dims[2][2] : -1;
-  const std::vector<int64_t> expected[kNumInputs] = {
+  const std::vector<int64_t> expected[kNumGatedInputs] = {
       {b, d, L}, {b, K, d, L}, {K, d, N}, {b, K, N, L},
-      {b, K, N, L}, {K, d}, {K, d}};
-  const char* layouts[kNumInputs] = {"(b, d, L)", "(b, K, d, L)", "(K, d, N)",
-                                     "(b, K, N, L)", "(b, K, N, L)", "(K, d)",
-                                     "(K, d)"};
-  for (size_t i = 1; i < kNumInputs; ++i) {
+      {b, K, N, L}, {K, d}, {K, d}, {b, d, L}, {d}, {d}};
+  const char* layouts[kNumGatedInputs] = {
+      "(b, d, L)", "(b, K, d, L)", "(K, d, N)", "(b, K, N, L)", "(b, K, N, L)",
+      "(K, d)", "(K, d)", "(b, d, L)", "(d,)", "(d,)"};
+  for (size_t i = 1; i < inputs; ++i) {
     if (dims[i] != expected[i])
       return api->CreateStatus(
           ORT_INVALID_ARGUMENT,
-          (std::string("mmmobilemamba::SelectiveScan: input ") +
-           kInputNames[i] + " must be " + layouts[i] + " = " +
+          (op + ": input " + kInputNames[i] + " must be " + layouts[i] + " = " +
            (K < 0 || N < 0 ? std::string(layouts[i]) : dims_str(expected[i])) +
            " for u " + dims_str(u) + ", got " + dims_str(dims[i]))
               .c_str());
@@ -152,8 +161,7 @@ OrtStatus* compute(const OrtApi* api, OrtKernelContext* context) {
   const scan_native::Shape shape{b, d, L, K, N};
   const std::string bad = scan_native::check(shape);
   if (!bad.empty())
-    return api->CreateStatus(ORT_INVALID_ARGUMENT,
-                             ("mmmobilemamba::SelectiveScan: " + bad).c_str());
+    return api->CreateStatus(ORT_INVALID_ARGUMENT, (op + ": " + bad).c_str());
   OrtValue* out = nullptr;
   if (OrtStatus* s = api->KernelContext_GetOutput(context, 0, u.data(),
                                                   u.size(), &out))
@@ -166,38 +174,60 @@ OrtStatus* compute(const OrtApi* api, OrtKernelContext* context) {
     scan_native::forward(shape, data[0], data[1], data[2], data[3], data[4],
                          data[5], data[6], static_cast<float*>(y),
                          ort_parallel_for, &pool);
+    if (kernel.gated)
+      scan_native::norm_gate(shape, data[7], data[8], data[9], kernel.eps,
+                             static_cast<float*>(y));
   } catch (const std::exception& e) {
-    return api->CreateStatus(
-        ORT_RUNTIME_EXCEPTION,
-        (std::string("mmmobilemamba::SelectiveScan: ") + e.what()).c_str());
+    return api->CreateStatus(ORT_RUNTIME_EXCEPTION,
+                             (op + ": " + e.what()).c_str());
   }
   return nullptr;
 }
 
 // ---- the OrtCustomOp callbacks -------------------------------------------
 
-OrtStatus* ORT_API_CALL create_kernel(const OrtCustomOp*, const OrtApi* api,
-                                      const OrtKernelInfo*, void** kernel) {
-  *kernel = new Kernel{api};
+bool is_gated(const OrtCustomOp* op);
+
+OrtStatus* ORT_API_CALL create_kernel(const OrtCustomOp* op, const OrtApi* api,
+                                      const OrtKernelInfo* info, void** kernel) {
+  const bool gated = is_gated(op);
+  float eps = 1e-5f;
+  if (gated) {
+    OrtStatus* s = api->KernelInfoGetAttribute_float(info, "eps", &eps);
+    if (s != nullptr) {  // absent: LayerNormalization's default
+      api->ReleaseStatus(s);
+      eps = 1e-5f;
+    }
+    if (!(eps > 0.f) || !std::isfinite(eps))
+      return api->CreateStatus(
+          ORT_INVALID_ARGUMENT,
+          ("mmmobilemamba::SelectiveScanNormGate: attribute eps must be a "
+           "positive finite number, got " + std::to_string(eps)).c_str());
+  }
+  *kernel = new Kernel{api, gated, eps};
   return nullptr;
 }
 
 OrtStatus* ORT_API_CALL kernel_compute(void* kernel, OrtKernelContext* ctx) {
-  return compute(static_cast<Kernel*>(kernel)->api, ctx);
+  return compute(*static_cast<Kernel*>(kernel), ctx);
 }
 
 void ORT_API_CALL kernel_destroy(void* kernel) {
   delete static_cast<Kernel*>(kernel);
 }
 
-const char* ORT_API_CALL op_name(const OrtCustomOp*) { return kOpType; }
+const char* ORT_API_CALL op_name(const OrtCustomOp* op) {
+  return is_gated(op) ? kGatedOpType : kOpType;
+}
 const char* ORT_API_CALL op_provider(const OrtCustomOp*) {
   return "CPUExecutionProvider";
 }
 ONNXTensorElementDataType ORT_API_CALL float_type(const OrtCustomOp*, size_t) {
   return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
 }
-size_t ORT_API_CALL input_count(const OrtCustomOp*) { return kNumInputs; }
+size_t ORT_API_CALL input_count(const OrtCustomOp* op) {
+  return is_gated(op) ? kNumGatedInputs : kNumInputs;
+}
 size_t ORT_API_CALL output_count(const OrtCustomOp*) { return 1; }
 OrtCustomOpInputOutputCharacteristic ORT_API_CALL required(const OrtCustomOp*,
                                                            size_t) {
@@ -234,7 +264,9 @@ OrtCustomOp make_op() {
   return op;
 }
 
-const OrtCustomOp kOp = make_op();
+const OrtCustomOp kOp = make_op(), kGatedOp = make_op();
+
+bool is_gated(const OrtCustomOp* op) { return op == &kGatedOp; }
 
 // Domains must outlive every session that uses them; a process registers a
 // handful at most, so they are kept (not released) until exit.
@@ -262,9 +294,11 @@ RegisterCustomOps(OrtSessionOptions* options, const OrtApiBase* base) {
   }
   OrtCustomOpDomain* domain = nullptr;
   if (OrtStatus* s = api->CreateCustomOpDomain(kDomain, &domain)) return s;
-  if (OrtStatus* s = api->CustomOpDomain_Add(domain, &kOp)) {
-    api->ReleaseCustomOpDomain(domain);
-    return s;
+  for (const OrtCustomOp* op : {&kOp, &kGatedOp}) {
+    if (OrtStatus* s = api->CustomOpDomain_Add(domain, op)) {
+      api->ReleaseCustomOpDomain(domain);
+      return s;
+    }
   }
   if (OrtStatus* s = api->AddCustomOpDomain(options, domain)) {
     api->ReleaseCustomOpDomain(domain);

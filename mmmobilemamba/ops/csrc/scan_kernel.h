@@ -607,6 +607,46 @@ void backward(const Problem<scalar_t, acc_t>& p, const scalar_t* gy,
   });
 }
 
+// --- SS2D's epilogue (runtime kernels only) --------------------------------
+
+// y (b, d, L), in place: a LayerNorm over the d channels at each position
+// (biased variance), its affine weight and bias (null: 1 and 0), then the
+// gate silu(z), z (b, d, L). mean and rstd are L floats of scratch. The
+// loops run over positions, contiguous in this layout, so they vectorise.
+inline void norm_gate(int64_t batch, int64_t d, int64_t L, const float* z,
+                      const float* weight, const float* bias, float eps,
+                      float* y, float* mean, float* rstd) {
+  for (int64_t i = 0; i < batch; ++i) {
+    float* yi = y + i * d * L;
+    const float* zi = z + i * d * L;
+    for (int64_t l = 0; l < L; ++l) mean[l] = 0.f, rstd[l] = 0.f;
+    for (int64_t c = 0; c < d; ++c) {
+      const float* __restrict__ yc = yi + c * L;
+#pragma omp simd
+      for (int64_t l = 0; l < L; ++l) mean[l] += yc[l];
+    }
+    for (int64_t l = 0; l < L; ++l) mean[l] /= float(d);
+    for (int64_t c = 0; c < d; ++c) {
+      const float* __restrict__ yc = yi + c * L;
+#pragma omp simd
+      for (int64_t l = 0; l < L; ++l) {
+        const float t = yc[l] - mean[l];
+        rstd[l] += t * t;
+      }
+    }
+    for (int64_t l = 0; l < L; ++l)
+      rstd[l] = 1.f / std::sqrt(rstd[l] / float(d) + eps);
+    for (int64_t c = 0; c < d; ++c) {
+      const float w = weight ? weight[c] : 1.f, b = bias ? bias[c] : 0.f;
+      float* __restrict__ yc = yi + c * L;
+      const float* __restrict__ zc = zi + c * L;
+#pragma omp simd
+      for (int64_t l = 0; l < L; ++l)
+        yc[l] = ((yc[l] - mean[l]) * rstd[l] * w + b) * (zc[l] * sigmoid_(zc[l]));
+    }
+  }
+}
+
 #undef SCAN_INLINE
 
 }  // namespace SCAN_NS

@@ -3,7 +3,8 @@
 // No ATen, no torch: plain pointers to contiguous fp32 tensors, the same
 // kernels as the torch extension (scan_kernel.h via scan_isa.h).
 //
-// The operator is the one the deploy forms export (SS2D's scan): K
+// The operators are the ones the deploy forms export (SS2D's scan, and
+// the scan followed by SS2D's LayerNorm and gate, norm_gate below): K
 // directions (odd ones run backwards), one group of B/C, softplus on
 // delta + bias, D summed over the directions, no gate:
 //   u      (b, d, L)          delta  (b, K, d, L)
@@ -13,7 +14,9 @@
 //
 // Threads: the binding passes the runtime's parallel-for (or none, to run
 // the tasks in the calling thread). Tasks write disjoint rows of y, so the
-// result does not depend on how they are split.
+// result does not depend on how they are split. Scans smaller than
+// kMinParallelWork run in the calling thread whatever the binding passes:
+// waking a pool costs more than such a scan (see kMinParallelWork).
 #pragma once
 
 #include <algorithm>
@@ -60,7 +63,24 @@ namespace scan_native {
 
 struct Shape {
   int64_t batch, dim, length, K, N;
+  // Steps of the recurrence: one per (sample, channel, time, direction,
+  // state).
+  int64_t work() const { return batch * dim * length * K * N; }
 };
+
+// Below this many recurrence steps a scan runs in the calling thread. A
+// step costs about 1.6 ns (AVX-512, one core); waking a runtime's pool
+// costs tens of microseconds. Measured with
+// tools/analysis_tools/scan_parallel_cutoff.py (2-core x86): a second
+// thread first pays at about 64k steps in onnxruntime and at about 256k in
+// ExecuTorch, and T2's scans at 192 px have 8k-65k steps, so they stay
+// serial.
+// A build may set another value (-DMMMOBILEMAMBA_MIN_PARALLEL_WORK=N;
+// tools/analysis_tools/scan_parallel_cutoff.py measures it).
+#ifndef MMMOBILEMAMBA_MIN_PARALLEL_WORK
+#define MMMOBILEMAMBA_MIN_PARALLEL_WORK (int64_t(1) << 17)
+#endif
+inline constexpr int64_t kMinParallelWork = MMMOBILEMAMBA_MIN_PARALLEL_WORK;
 
 // An empty string when the shapes fit the operator, else what is wrong.
 inline std::string check(const Shape& s) {
@@ -73,14 +93,18 @@ inline std::string check(const Shape& s) {
 }
 
 // y = scan(u, delta, ...) for contiguous fp32 tensors in the layouts above.
-// D and bias may be null. Throws std::invalid_argument on bad shapes.
+// D and bias may be null. `run` is used when the scan has at least
+// `min_parallel_work` steps (the tests pass 0 to split every scan). Throws
+// std::invalid_argument on bad shapes.
 inline void forward(const Shape& s, const float* u, const float* delta,
                     const float* A, const float* B, const float* C,
                     const float* D, const float* bias, float* y,
-                    ParallelFor run = nullptr, void* ctx = nullptr) {
+                    ParallelFor run = nullptr, void* ctx = nullptr,
+                    int64_t min_parallel_work = kMinParallelWork) {
   const std::string bad = check(s);
   if (!bad.empty()) throw std::invalid_argument(bad);
   if (s.batch == 0) return;
+  if (s.work() < min_parallel_work) run = nullptr;
   std::vector<float> dsum;
   if (D != nullptr) {  // every direction reads the same u
     dsum.assign(D, D + s.dim);
@@ -103,6 +127,28 @@ inline void forward(const Shape& s, const float* u, const float* delta,
     p.A = A; p.D = D ? dsum.data() : nullptr; p.bias = bias;
     ns::forward(p, y, su, static_cast<float*>(nullptr));
   });
+}
+
+// SS2D's epilogue, on the scan's output in place: a LayerNorm over the
+// channels at each position (biased variance, as nn.LayerNorm), its affine
+// weight and bias, then the gate silu(z):
+//   y[c, l] = ((y[c, l] - mean_l) / sqrt(var_l + eps) * weight[c] + bias[c])
+//             * silu(z[c, l])
+// z (b, d, L) like y; weight, bias (d,) or null (1 and 0). Serial: at SS2D's
+// sizes it is a few microseconds, less than waking a pool. In the exported
+// graphs this replaces about 15 small nodes (transposes, reductions and
+// elementwise operators) per SS2D.
+inline void norm_gate(const Shape& s, const float* z, const float* weight,
+                      const float* bias, float eps, float* y) {
+  const std::string bad = check(s);
+  if (!bad.empty()) throw std::invalid_argument(bad);
+  if (!(eps > 0.f) || !std::isfinite(eps))
+    throw std::invalid_argument("norm_gate: eps must be a positive finite "
+                                "number, got " + std::to_string(eps));
+  std::vector<float> scratch(2 * s.length);
+  SCAN_DISPATCH_ISA(ns::norm_gate(s.batch, s.dim, s.length, z, weight, bias,
+                                  eps, y, scratch.data(),
+                                  scratch.data() + s.length));
 }
 
 inline std::string isa_name() { return scan_isa::isa_name(); }

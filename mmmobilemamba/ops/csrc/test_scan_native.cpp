@@ -154,14 +154,17 @@ void run_threads(void* ctx, int64_t n, const scan_native::RangeFn& fn) {
     if (e) std::rethrow_exception(e);
 }
 
-std::vector<float> run_kernel(const Inputs& in, ThreadPoolCfg* cfg = nullptr) {
+// With a pool, every scan is split (min_parallel_work 0) unless the caller
+// passes the kernel's own cutoff.
+std::vector<float> run_kernel(const Inputs& in, ThreadPoolCfg* cfg = nullptr,
+                              int64_t min_parallel_work = 0) {
   const auto& s = in.shape;
   // NaN-filled: every element of y must be written.
   std::vector<float> y(std::max<int64_t>(0, s.batch) * s.dim * s.length,
                        std::numeric_limits<float>::quiet_NaN());
   scan_native::forward(s, in.u.data(), in.delta.data(), in.A.data(), in.B.data(),
                        in.C.data(), in.Dp(), in.biasp(), y.data(),
-                       cfg ? run_threads : nullptr, cfg);
+                       cfg ? run_threads : nullptr, cfg, min_parallel_work);
   return y;
 }
 
@@ -318,6 +321,91 @@ void threads() {
   g.report(extra);
 }
 
+// The default cutoff: scans under kMinParallelWork steps stay in the
+// calling thread, larger ones reach the pool; both agree with serial.
+void cutoff() {
+  Group g("parallel cutoff (kMinParallelWork)");
+  const int64_t k = 2, n = 4, d = 67;
+  for (const bool large : {false, true}) {
+    // the smallest odd length at or past the cutoff, or one below it
+    int64_t L = scan_native::kMinParallelWork / (d * k * n) + 1;
+    if (!large) L /= 2;
+    Case c{1, d, L, k, n};
+    c.seed = large ? 4001 : 4002;
+    const Inputs in = make_inputs(c);
+    const std::vector<float> serial = run_kernel(in);
+    ThreadPoolCfg cfg{2, 0};
+    const std::vector<float> par =
+        run_kernel(in, &cfg, scan_native::kMinParallelWork);
+    const bool same = std::memcmp(par.data(), serial.data(), par.size() * sizeof(float)) == 0;
+    g.check(same, describe(c) + " differs from serial");
+    g.check((cfg.calls > 0) == large,
+            describe(c) + (large ? " stayed serial above" : " was split below") +
+                " the cutoff (work " + std::to_string(in.shape.work()) + ")");
+  }
+  g.report();
+}
+
+// SS2D's epilogue against a double-precision LayerNorm and gate, at odd
+// sizes, with and without the affine weight and bias, with large |z|.
+void norm_gate() {
+  Group g("norm_gate (LayerNorm over d, silu)");
+  uint64_t seed = 5000;
+  for (int64_t b : {1, 2})
+    for (int64_t d : {1, 3, 37, 224})
+      for (int64_t L : {1, 9, 17, 144})
+        for (const bool affine : {false, true}) {
+          Rng rng(++seed);
+          const int64_t n = b * d * L;
+          std::vector<float> y(n), z(n), w(d), bb(d);
+          for (auto& v : y) v = float(3 * rng.normal() + 1);
+          for (auto& v : z) v = float(40 * rng.normal());  // both tails
+          for (auto& v : w) v = float(rng.range(0.5, 1.5));
+          for (auto& v : bb) v = float(rng.normal());
+          std::vector<double> ref(n);
+          for (int64_t i = 0; i < b; ++i)
+            for (int64_t l = 0; l < L; ++l) {
+              double m = 0, var = 0;
+              for (int64_t c = 0; c < d; ++c) m += y[(i * d + c) * L + l];
+              m /= double(d);
+              for (int64_t c = 0; c < d; ++c) {
+                const double t = y[(i * d + c) * L + l] - m;
+                var += t * t;
+              }
+              const double r = 1 / std::sqrt(var / double(d) + 1e-5);
+              for (int64_t c = 0; c < d; ++c) {
+                const int64_t k = (i * d + c) * L + l;
+                const double zz = z[k];
+                const double t = (y[k] - m) * r * (affine ? w[c] : 1.0) + (affine ? bb[c] : 0.0);
+                ref[k] = t * zz / (1 + std::exp(-zz));
+              }
+            }
+          scan_native::norm_gate({b, d, L, 2, 1}, z.data(), affine ? w.data() : nullptr,
+                                 affine ? bb.data() : nullptr, 1e-5f, y.data());
+          double err = 0, scale = 0;
+          for (int64_t k = 0; k < n; ++k) {
+            err = std::max(err, std::isfinite(y[k]) ? std::abs(y[k] - ref[k]) : INFINITY);
+            scale = std::max(scale, std::abs(ref[k]));
+          }
+          err /= std::max(scale, 1e-30);
+          char what[96];
+          std::snprintf(what, sizeof what, "b=%" PRId64 " d=%" PRId64 " L=%" PRId64 " affine=%d",
+                        b, d, L, int(affine));
+          g.check(err <= kTol, what, err);
+        }
+  for (const float eps : {0.f, -1.f, NAN, INFINITY}) {
+    bool threw = false;
+    float y = 1, z = 1;
+    try {
+      scan_native::norm_gate({1, 1, 1, 2, 1}, &z, nullptr, nullptr, eps, &y);
+    } catch (const std::invalid_argument&) {
+      threw = true;
+    }
+    g.check(threw, "eps " + std::to_string(eps) + " did not throw");
+  }
+  g.report();
+}
+
 void bad_shapes() {
   Group g("bad shapes -> std::invalid_argument");
   const scan_native::Shape bad[] = {
@@ -366,6 +454,8 @@ int main() {
   directions();
   extremes();
   threads();
+  cutoff();
+  norm_gate();
   bad_shapes();
   std::printf("%d passed, %d failed\n", g_passed, g_failed);
   return g_failed == 0 ? 0 : 1;
