@@ -33,7 +33,10 @@ aliases ``export_onnx.py`` and ``export_executorch.py``).
 * ``--int8 --calib-dir DIR``: post-training int8, calibrated on
   ``--calib-num`` images through the config's test pipeline. ONNX: static
   QDQ for onnxruntime, the float model kept as OUT_fp32.onnx. XNNPACK: pt2e
-  quantization; SS2D stays in float unless ``--quantize-ss2d``.
+  quantization; SS2D stays in float unless ``--quantize-ss2d``, except with
+  ``--native-scan``: the scan, its norm and gate are the float native
+  operator there, and SS2D's projections are quantized (XNNPACK cannot
+  run the native program with them in float at some input sizes).
 * After writing, OUT runs in its runtime and is compared with PyTorch:
   fp32 must agree within ``1e-4 * max(1, max |output|)`` (classifier,
   features, ``.pte`` dense outputs), on every label except ties (top-2
@@ -82,7 +85,8 @@ def parse_args(argv: Optional[Sequence[str]] = None,
                         'sorted files (default 64)')
     parser.add_argument('--quantize-ss2d', action='store_true',
                         help='xnnpack int8: quantize SS2D too (default: '
-                        'kept in float)')
+                        'kept in float; with --native-scan always '
+                        'quantized around the float scan operator)')
     parser.add_argument('--dynamic-batch', action='store_true',
                         help='onnx: symbolic batch dimension')
     parser.add_argument('--batch', type=int, default=1,
@@ -166,18 +170,24 @@ def main(argv: Optional[Sequence[str]] = None,
     if not any(isinstance(m, SS2D) for m in module.modules()):
         print('note: the model has no selective scan (not a MobileMamba?)')
     start = time.perf_counter()
-    done = export(module, args.export_target,
-                  torch.randn(args.batch, 3, *size),
-                  args.out, output_names=names,
-                  dynamic_batch=args.dynamic_batch, opset=args.opset,
-                  calibration=calib,
-                  float_types=() if args.quantize_ss2d else (SS2D, ))
+    try:
+        done = export(module, args.export_target,
+                      torch.randn(args.batch, 3, *size),
+                      args.out, output_names=names,
+                      dynamic_batch=args.dynamic_batch, opset=args.opset,
+                      calibration=calib,
+                      float_types=() if args.quantize_ss2d or args.native_scan
+                      else (SS2D, ))
+    except RuntimeError as err:  # e.g. an int8 program XNNPACK cannot run
+        print(f'error: {err}', file=sys.stderr)
+        return 1
     kind = 'fp32'
     if calib is not None:
         kind = f'int8 (calibrated on {len(calib)} images'
         if args.target == 'xnnpack':
-            kind += '; SS2D ' + ('quantized' if args.quantize_ss2d else
-                                 'in float')
+            kind += '; SS2D ' + (
+                'projections quantized, scan in float' if args.native_scan
+                else 'quantized' if args.quantize_ss2d else 'in float')
         kind += ')'
 
     shape = (f'(N, 3, {size[0]}, {size[1]}) N symbolic' if args.dynamic_batch

@@ -118,6 +118,7 @@ def export_program(module: nn.Module, example: torch.Tensor,
 
 def _export_int8(module, example, calibration, float_types):
     """The int8 branch of :func:`export_program`."""
+    from mmmobilemamba.models.ss2d import SS2D
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import \
         XnnpackPartitioner
     from executorch.exir import to_edge_transform_and_lower
@@ -144,19 +145,41 @@ def _export_int8(module, example, calibration, float_types):
             program, partitioner=[XnnpackPartitioner()])
         report = delegation(edge)
         manager = edge.to_executorch()
-    if 'selective_scan_native' in report[2]:
-        check_runs(manager, example)
+    check_runs(manager, example, native='selective_scan_native' in report[2],
+               ss2d_float=any(issubclass(t, SS2D) for t in float_types))
     return manager, report
 
 
-def check_runs(manager, example: torch.Tensor) -> None:
-    """Run an int8 ``'xnnpack-native'`` program once on its example (with
-    the native kernel library loaded), so that :func:`export_program` never
-    hands back a program that cannot run.
+#: (native scan, SS2D kept in float) -> what to do instead when an int8
+#: program cannot run. XNNPACK (executorch 1.5.1) fails the int8 native
+#: program with SS2D in float at some input sizes ('Propagating input
+#: shapes failed', T2 at 192, 64 and 128x96), and the portable int8 program
+#: with SS2D quantized at every size tried ('Failed to create squeeze
+#: node'); the other two combinations ran at every size tried.
+INT8_ADVICE = {
+    (True, True): "quantize SS2D too (float_types=(), what the native "
+                  "target's export tool does), or export fp32",
+    (False, False): "keep SS2D in float (drop --quantize-ss2d), or use the "
+                    "native scan ('xnnpack-native', --native-scan), where "
+                    "SS2D quantized runs",
+}
+
+
+def check_runs(manager, example: torch.Tensor, native: bool = False,
+               ss2d_float: bool = False) -> None:
+    """Run an int8 program once on its example (with the native kernel
+    library loaded where the program calls the native scan), so that
+    :func:`export_program` never hands back a program that cannot run.
+
+    Args:
+        manager: The program (``.buffer``: its bytes).
+        example (Tensor): Its input.
+        native (bool): It calls the native scan. Defaults to False.
+        ss2d_float (bool): SS2D was left in float. Defaults to False.
 
     Raises:
         RuntimeError: The program fails in ExecuTorch's runtime (names the
-            limitation and the workarounds).
+            limitation and what to export instead).
     """
     import os
     import tempfile
@@ -171,13 +194,13 @@ def check_runs(manager, example: torch.Tensor) -> None:
         except NativeLibraryError:  # says itself how to build the library
             raise
         except Exception as e:  # the runtime raises plain RuntimeErrors
+            target = 'xnnpack-native' if native else 'xnnpack'
+            ss2d = 'in float' if ss2d_float else 'quantized'
+            advice = INT8_ADVICE.get((native, ss2d_float), 'export fp32')
             raise RuntimeError(
-                f'the int8 \'xnnpack-native\' program for input '
+                f'the int8 {target!r} program (SS2D {ss2d}) for input '
                 f'{tuple(example.shape)} fails in ExecuTorch\'s runtime '
-                f'({e}): the XNNPACK delegates between the native scan '
-                f'operators cannot run at this input size. Export fp32 '
-                f'\'xnnpack-native\' (no calibration), or the portable '
-                f'int8 \'xnnpack\' target, instead.') from e
+                f'({e}); XNNPACK cannot run it. Instead: {advice}.') from e
     finally:
         os.remove(path)
 

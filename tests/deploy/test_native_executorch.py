@@ -1,15 +1,18 @@
 """The ``'xnnpack-native'`` deploy target: SS2D's scan as the custom
-operator ``mmmobilemamba::selective_scan_native.out``, run in ExecuTorch's
+operator ``mmmobilemamba::selective_scan_native.gated_out`` (with SS2D's
+norm and gate; the plain scan: ``.out``), run in ExecuTorch's
 runtime by the kernel library of :mod:`mmmobilemamba.deploy.native.executorch`
 (built at install time; built here when missing, skipped without a
 compiler or executorch headers).
 
-* the kernel, in a ``.pte`` program, against the fp64 reference scan at odd
-  sizes (d=37, L=53; N=1 and 3; batch 1 and 2);
-* T2 and B1 backbones: one native scan per SS2D outside the XNNPACK
+* the kernels (``.out`` and ``.gated_out``), in ``.pte`` programs, against
+  the fp64 reference scan (and torch's LayerNorm and SiLU) at odd sizes,
+  one above the parallel cutoff;
+* T2 and B1 backbones: one native operator per SS2D outside the XNNPACK
   delegates, nothing else outside, output equal to the portable
-  ``'xnnpack'`` program's;
-* the errors: library not built, or built for another executorch version.
+  ``'xnnpack'`` program's; int8 with SS2D's projections quantized;
+* the errors: library not built, or built for another executorch version;
+  an int8 program XNNPACK cannot run is refused.
 """
 import json
 import shutil
@@ -64,10 +67,13 @@ def _inputs(batch, dim, length, n, k=2, seed=0):
             torch.randn(k, dim, generator=g) * 0.1)
 
 
-@pytest.mark.parametrize('batch,n', [(1, 1), (2, 3)])
-def test_kernel_matches_reference(library, tmp_path, batch, n):
+# the second case is above the kernel's parallel cutoff (kMinParallelWork,
+# 2^17 steps): it runs on ExecuTorch's threadpool
+@pytest.mark.parametrize('batch,dim,length,n', [(1, 37, 53, 1),
+                                                (2, 67, 245, 4)])
+def test_kernel_matches_reference(library, tmp_path, batch, dim, length, n):
     from mmmobilemamba.deploy.xnnpack import PteRunner, save
-    args = _inputs(batch, 37, 53, n)
+    args = _inputs(batch, dim, length, n)
     manager, report = _export_scan(args)
     subgraphs, inside, outside = report
     assert outside == Counter({'selective_scan_native': 1})
@@ -81,7 +87,39 @@ def test_kernel_matches_reference(library, tmp_path, batch, n):
     u, delta, A, B, C, D, bias = (a.double() for a in args)
     ref = reference.scan(u, delta, A, B.unsqueeze(2), C.unsqueeze(2), D,
                          None, bias, True, False)[0].numpy()
-    assert got.shape == ref.shape == (batch, 37, 53)
+    assert got.shape == ref.shape == (batch, dim, length)
+    assert np.abs(got - ref).max() <= 1e-5 * np.abs(ref).max()
+
+
+class _GatedScan(torch.nn.Module):
+    """The gated overload (scan, LayerNorm over d, * silu(z))."""
+
+    def forward(self, u, delta, A, B, C, D, bias, z, w, b):
+        from mmmobilemamba.deploy.native.ops import \
+            selective_scan_norm_gate_native
+        return selective_scan_norm_gate_native(u * 1.0, delta, A, B, C, D,
+                                               bias, z, w, b, 1e-3)
+
+
+def test_gated_kernel_matches_reference(library, tmp_path):
+    from executorch.exir import to_edge_transform_and_lower
+
+    from mmmobilemamba.deploy.xnnpack import PteRunner, save
+    batch, dim, length = 2, 37, 53
+    g = torch.Generator().manual_seed(5)
+    args = _inputs(batch, dim, length, 3) + (
+        torch.randn(batch, dim, length, generator=g) * 4,
+        torch.rand(dim, generator=g) + .5, torch.randn(dim, generator=g))
+    program = torch.export.export(_GatedScan(), args, strict=False)
+    path = str(tmp_path / 'gated.pte')
+    save(to_edge_transform_and_lower(program).to_executorch(), path)
+    got = PteRunner(path).method.execute(list(args))[0].numpy()
+    u, delta, A, B, C, D, bias, z, w, b = (a.double() for a in args)
+    y = reference.scan(u, delta, A, B.unsqueeze(2), C.unsqueeze(2), D, None,
+                       bias, True, False)[0]
+    ref = (torch.nn.functional.layer_norm(y.transpose(1, 2), (dim, ), w, b,
+                                          1e-3).transpose(1, 2) *
+           torch.nn.functional.silu(z)).numpy()
     assert np.abs(got - ref).max() <= 1e-5 * np.abs(ref).max()
 
 
@@ -177,9 +215,11 @@ def test_version_mismatch(library, tmp_path):
 
 
 @pytest.mark.slow
-def test_int8_keeps_scan_float(library, tmp_path):
-    """pt2e int8 (SS2D in float): the scan stays the float operator
-    between the int8 delegates, and the program runs."""
+def test_int8_native_quantizes_projections(library, tmp_path):
+    """pt2e int8 with SS2D's projections quantized (what the export tool
+    does with --native-scan): the scan (with its norm and gate) stays the
+    float operator between the int8 delegates, and the program runs at
+    64x64, where SS2D in float cannot (test_int8_unrunnable_size_raises)."""
     from mmmobilemamba.deploy.export import export
     from mmmobilemamba.deploy.model_source import Features
     from mmmobilemamba.deploy.xnnpack import PteRunner
@@ -187,15 +227,10 @@ def test_int8_keeps_scan_float(library, tmp_path):
     from mmmobilemamba.models.ss2d import SS2D
     torch.manual_seed(0)
     model = Features(MobileMamba(arch='T2').eval()).eval()
-    # KNOWN LIMIT: at 64x64, 128x96 (and the classifier at 192x192) the
-    # XNNPACK delegates that end in an SS2D's pre-scan projections on an
-    # odd feature map (1x1, 4x3, 3x3) fail their shape propagation in
-    # executorch 1.5.1 ('Propagating input shapes failed'); export then
-    # raises (test_int8_unrunnable_*); 128x128 runs
-    x = torch.randn(1, 3, 128, 128)
-    calibration = torch.randn(2, 3, 128, 128)
+    x = torch.randn(1, 3, 64, 64)
+    calibration = torch.randn(2, 3, 64, 64)
     exported = export(model, 'xnnpack-native', x, str(tmp_path / 'q.pte'),
-                      calibration=calibration, float_types=(SS2D, ))
+                      calibration=calibration)
     num_ss2d = sum(isinstance(m, SS2D) for m in model.modules())
     assert exported.delegation[2] == Counter(
         {'selective_scan_native': num_ss2d})
@@ -208,8 +243,8 @@ def test_int8_keeps_scan_float(library, tmp_path):
 
 
 def test_int8_unrunnable_program_raises(tmp_path, monkeypatch):
-    """An int8 native program that fails on its own example is not handed
-    back: export_program raises, naming the workarounds."""
+    """An int8 program that fails on its own example is not handed back:
+    export_program raises, naming what to export instead."""
     from mmmobilemamba.deploy import xnnpack
 
     class Manager:
@@ -220,16 +255,21 @@ def test_int8_unrunnable_program_raises(tmp_path, monkeypatch):
 
     monkeypatch.setattr(xnnpack.PteRunner, '__init__', fail)
     with pytest.raises(RuntimeError, match='xnnpack-native') as info:
-        xnnpack.check_runs(Manager(), torch.zeros(1, 3, 64, 64))
+        xnnpack.check_runs(Manager(), torch.zeros(1, 3, 64, 64), native=True,
+                           ss2d_float=True)
     msg = str(info.value)
     assert '(1, 3, 64, 64)' in msg and 'error 0x1' in msg
-    assert 'fp32' in msg and "portable int8 'xnnpack'" in msg
+    assert 'SS2D in float' in msg and 'quantize SS2D too' in msg
+    with pytest.raises(RuntimeError, match="'xnnpack' program") as info:
+        xnnpack.check_runs(Manager(), torch.zeros(1, 3, 8, 8))
+    assert 'SS2D quantized' in str(info.value)
+    assert '--native-scan' in str(info.value)
 
 
 @pytest.mark.slow
 def test_int8_unrunnable_size_raises(library, tmp_path):
-    """At 64x64 the int8 native program of T2 cannot run (see
-    test_int8_keeps_scan_float): export raises instead of writing it."""
+    """At 64x64 the int8 native program of T2 with SS2D in float cannot run
+    (XNNPACK, executorch 1.5.1): export raises instead of writing it."""
     from mmmobilemamba.deploy.export import export
     from mmmobilemamba.deploy.model_source import Features
     from mmmobilemamba.models import MobileMamba
@@ -238,7 +278,7 @@ def test_int8_unrunnable_size_raises(library, tmp_path):
     model = Features(MobileMamba(arch='T2').eval()).eval()
     x = torch.randn(1, 3, 64, 64)
     out = tmp_path / 'q.pte'
-    with pytest.raises(RuntimeError, match='portable int8'):
+    with pytest.raises(RuntimeError, match='quantize SS2D too'):
         export(model, 'xnnpack-native', x, str(out),
                calibration=torch.randn(2, 3, 64, 64), float_types=(SS2D, ))
     assert not out.exists()

@@ -32,8 +32,9 @@ what T2 would cost in each runtime if its scan were free.
 
 ``--native-scan`` also exports T2 with the native scan (targets
 ``xnnpack-native`` and ``onnx-native``, fp32 and int8: each scan one
-custom operator run by the runtime's kernel library,
-:func:`mmmobilemamba.deploy.native_library`) and times it in the same
+custom operator, with SS2D's norm and gate, run by the runtime's kernel
+library, :func:`mmmobilemamba.deploy.native_library`; int8 ``.pte``: SS2D's
+projections quantized, as ``export.py --native-scan`` does) and times it in the same
 rounds; with ``--scan-stand-in`` too, the scan's share of the native
 programs' time is printed.
 
@@ -160,7 +161,6 @@ def export_native(args, t2: torch.nn.Module) -> Dict[tuple, str]:
     """T2 with the native scan, fp32 and int8, for both runtimes."""
     from mmmobilemamba.deploy import export, native_library
     from mmmobilemamba.deploy.export import float_onnx_path
-    from mmmobilemamba.models.ss2d import SS2D
     for runtime in ('executorch', 'onnxruntime'):
         native_library(runtime)  # a clear error before the slow exports
     stem = osp.join(args.work_dir, 't2_native')
@@ -175,10 +175,11 @@ def export_native(args, t2: torch.nn.Module) -> Dict[tuple, str]:
     x, calib = torch.randn(1, 3, size, size), calibration_images(args, size)
     for precision in ('fp32', 'int8'):
         try:
+            # int8: SS2D's projections quantized, as the export tool does
+            # with --native-scan (the scan is the float operator)
             export(t2, 'xnnpack-native', x,
                    paths[(NATIVE, 'executorch', precision)],
-                   calibration=calib if precision == 'int8' else None,
-                   float_types=(SS2D, ))
+                   calibration=calib if precision == 'int8' else None)
         except RuntimeError as e:  # a program XNNPACK cannot run: reported
             print(f'not timed: T2 native scan executorch {precision}: {e}')
             del paths[(NATIVE, 'executorch', precision)]
