@@ -67,8 +67,8 @@ def _inputs(batch, dim, length, n, k=2, seed=0):
             torch.randn(k, dim, generator=g) * 0.1)
 
 
-# the second case is above the kernel's parallel cutoff (kMinParallelWork,
-# 2^17 steps): it runs on ExecuTorch's threadpool
+# the second case is larger (several tasks of 32 channels, 2 samples): it
+# runs split over ExecuTorch's threadpool
 @pytest.mark.parametrize('batch,dim,length,n', [(1, 37, 53, 1),
                                                 (2, 67, 245, 4)])
 def test_kernel_matches_reference(library, tmp_path, batch, dim, length, n):

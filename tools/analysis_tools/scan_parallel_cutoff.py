@@ -2,21 +2,31 @@
 
     python tools/analysis_tools/scan_parallel_cutoff.py [--runtime onnxruntime executorch]
         [--rounds 7] [--iters 30]
+    python tools/analysis_tools/scan_parallel_cutoff.py --whole-model 131072 0
+        [--runtime ...] [--pairs 3] [--threads 2] [--work-dir work_dirs/benchmark_deploy]
 
 The runtime kernels (``ops/csrc/scan_native.h``) run a scan in the calling
 thread when it has fewer than ``kMinParallelWork`` recurrence steps
-(batch x channels x length x directions x states) and on the runtime's
-thread pool otherwise. This tool measures that cutoff: it compiles each
-runtime's kernel library with the cutoff at 0 (every scan split) into a
-temporary folder, and times a graph holding only the scan at SS2D's sizes
+(batch x channels x length x directions x states; default 0) and on the
+runtime's thread pool otherwise. This tool measures where splitting pays:
+it compiles each runtime's kernel library with the cutoff at 0 (every scan
+split) into a temporary folder, and times a graph holding only the scan at SS2D's sizes
 (MobileMamba-T2 at 192 px, then longer sequences) at 1 and 2 threads,
 interleaved in rounds in this process (onnxruntime's threads do not spin
 between runs, as in ``benchmark_deploy.py``). It prints the median time
 per scan and the 2-thread / 1-thread ratio: where it is above 1 a second
-thread costs more than it saves, and the scan should stay serial.
+thread costs more than it saves. The pool is asleep between runs here
+(nothing else runs), which is the worst case; inside a whole model the
+delegate before the scan leaves it awake, so compare the whole-model
+benchmarks before raising the cutoff (docs/deployment.md#native-threads).
 
-ExecuTorch registers one kernel library per process, so run this tool in
-a process that has not loaded the installed one (a fresh one does not).
+``--whole-model A B`` compares two cutoffs on whole programs instead: the
+native T2 files and the MobileNetV3-Large files that ``benchmark_deploy.py
+--native-scan`` wrote to ``--work-dir`` (fp32 and int8), with the library
+built at each cutoff. ExecuTorch registers one kernel library per process,
+so each (cutoff, runtime) runs in its own process, alternating A and B for
+``--pairs`` pairs; each prints T2 / MobileNetV3-Large (medians of 5 x 20
+runs at ``--threads``).
 """
 import argparse
 import statistics
@@ -106,6 +116,104 @@ def build_variant(runtime: str, folder: Path) -> str:
         defines=[*et.DEFINES, 'ET_USE_THREADPOOL', define]))
 
 
+WHOLE_MODEL_FILES = {
+    'onnxruntime': {'fp32': ('t2_native_int8_fp32.onnx',
+                             'mobilenetv3-large_int8_fp32.onnx'),
+                    'int8': ('t2_native_int8.onnx',
+                             'mobilenetv3-large_int8.onnx')},
+    'executorch': {'fp32': ('t2_native_fp32.pte',
+                            'mobilenetv3-large_fp32.pte'),
+                   'int8': ('t2_native_int8.pte',
+                            'mobilenetv3-large_int8.pte')},
+}
+
+
+def variant_folder(runtime: str, cutoff: int, root: Path) -> Path:
+    """A library folder as the runtime module expects it (library and build
+    record), built with ``cutoff``."""
+    import shutil
+
+    from mmmobilemamba.deploy.native import executorch as et
+    from mmmobilemamba.deploy.native import onnxruntime as ort_native
+    from mmmobilemamba.deploy.native.build import CSRC, compile_shared
+    folder = root / f'{runtime}_{cutoff}'
+    define = f'MMMOBILEMAMBA_MIN_PARALLEL_WORK={cutoff}'
+    if runtime == 'onnxruntime':
+        compile_shared([CSRC / 'ort_scan.cpp'], folder / ort_native.LIBRARY.name,
+                       include_dirs=[ort_native.headers_dir()],
+                       defines=[define])
+        shutil.copy(ort_native.RECORD, folder / ort_native.RECORD.name)
+        return folder
+    paths = et.wheel_paths()
+    compile_shared([CSRC / 'et_scan.cpp'], folder / et.LIBRARY_NAME,
+                   include_dirs=[paths['include'], paths['c10']],
+                   library_dirs=[paths['lib']],
+                   libraries=['executorch', 'executorch_threadpool'],
+                   defines=[*et.DEFINES, 'ET_USE_THREADPOOL', define])
+    et.library_path()  # the installed record exists and fits
+    shutil.copy(et.LIBRARY_DIR / et.INFO_NAME, folder / et.INFO_NAME)
+    return folder
+
+
+def whole_model_worker(runtime: str, folder: str, work_dir: str,
+                       threads: int) -> str:
+    """One process: the programs with the library in ``folder``; returns
+    'fp32 RATIO int8 RATIO'."""
+    from mmmobilemamba.deploy.native import executorch as et
+    from mmmobilemamba.deploy.native import onnxruntime as ort_native
+    from mmmobilemamba.deploy.runtimes import make_runner
+    if runtime == 'onnxruntime':
+        ort_native.LIBRARY = Path(folder) / ort_native.LIBRARY.name
+        ort_native.RECORD = Path(folder) / ort_native.RECORD.name
+    else:
+        et.LIBRARY_DIR = Path(folder)
+    runs, inputs = {}, {}
+    for precision, names in WHOLE_MODEL_FILES[runtime].items():
+        for name, size in zip(names, (192, 224)):
+            key = (precision, name)
+            runs[key] = make_runner(runtime, str(Path(work_dir) / name),
+                                    threads)
+            x = torch.randn(1, 3, size, size)
+            inputs[key] = x.numpy() if runtime == 'onnxruntime' else x
+    for key, run in runs.items():
+        for _ in range(3):
+            run(inputs[key])
+    times = {key: [] for key in runs}
+    for _ in range(5):
+        for key, run in runs.items():
+            for _ in range(20):
+                start = time.perf_counter()
+                run(inputs[key])
+                times[key].append(time.perf_counter() - start)
+    med = {key: statistics.median(v) for key, v in times.items()}
+    return ' '.join(
+        f'{p} {med[(p, t2)] / med[(p, peer)]:.3f}'
+        for p, (t2, peer) in WHOLE_MODEL_FILES[runtime].items())
+
+
+def whole_model(args) -> None:
+    import subprocess
+    import sys
+    with tempfile.TemporaryDirectory() as tmp:
+        folders = {(r, c): variant_folder(r, c, Path(tmp))
+                   for r in args.runtime for c in args.whole_model}
+        print(f'| runtime | cutoff | pair | T2 / MNv3-L at {args.threads} '
+              'thread(s) |')
+        print('|---|---|---|---|')
+        for runtime in args.runtime:
+            for pair in range(args.pairs):
+                for cutoff in args.whole_model:
+                    res = subprocess.run(
+                        [sys.executable, __file__, '--worker', runtime,
+                         str(folders[(runtime, cutoff)]), args.work_dir,
+                         str(args.threads)], capture_output=True, text=True)
+                    if res.returncode != 0:
+                        raise RuntimeError(res.stderr[-2000:])
+                    print(f'| {runtime} | {cutoff} | {pair + 1} | '
+                          f'{res.stdout.strip().splitlines()[-1]} |',
+                          flush=True)
+
+
 def time_runtime(runtime: str, rounds: int, iters: int,
                  folder: Path) -> List[tuple]:
     lib = build_variant(runtime, folder)
@@ -138,13 +246,28 @@ def time_runtime(runtime: str, rounds: int, iters: int,
 
 
 def main(argv: Sequence[str] = None) -> int:
+    import sys
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ['--worker']:  # one process of --whole-model
+        runtime, folder, work_dir, threads = argv[1:5]
+        print(whole_model_worker(runtime, folder, work_dir, int(threads)))
+        return 0
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--runtime', nargs='+',
                         default=['onnxruntime', 'executorch'],
                         choices=['onnxruntime', 'executorch'])
     parser.add_argument('--rounds', type=int, default=7)
     parser.add_argument('--iters', type=int, default=30)
+    parser.add_argument('--whole-model', type=int, nargs=2, default=None,
+                        metavar=('A', 'B'), help='compare two cutoffs on the '
+                        'benchmark_deploy.py --native-scan files')
+    parser.add_argument('--pairs', type=int, default=3)
+    parser.add_argument('--threads', type=int, default=2)
+    parser.add_argument('--work-dir', default='work_dirs/benchmark_deploy')
     args = parser.parse_args(argv)
+    if args.whole_model:
+        whole_model(args)
+        return 0
     with tempfile.TemporaryDirectory() as tmp:
         rows = [row for runtime in args.runtime
                 for row in time_runtime(runtime, args.rounds, args.iters,

@@ -15,8 +15,8 @@
 // Threads: the binding passes the runtime's parallel-for (or none, to run
 // the tasks in the calling thread). Tasks write disjoint rows of y, so the
 // result does not depend on how they are split. Scans smaller than
-// kMinParallelWork run in the calling thread whatever the binding passes:
-// waking a pool costs more than such a scan (see kMinParallelWork).
+// kMinParallelWork (default 0: none) run in the calling thread whatever the
+// binding passes.
 #pragma once
 
 #include <algorithm>
@@ -68,17 +68,18 @@ struct Shape {
   int64_t work() const { return batch * dim * length * K * N; }
 };
 
-// Below this many recurrence steps a scan runs in the calling thread. A
-// step costs about 1.6 ns (AVX-512, one core); waking a runtime's pool
-// costs tens of microseconds. Measured with
-// tools/analysis_tools/scan_parallel_cutoff.py (2-core x86): a second
-// thread first pays at about 64k steps in onnxruntime and at about 256k in
-// ExecuTorch, and T2's scans at 192 px have 8k-65k steps, so they stay
-// serial.
-// A build may set another value (-DMMMOBILEMAMBA_MIN_PARALLEL_WORK=N;
-// tools/analysis_tools/scan_parallel_cutoff.py measures it).
+// Below this many recurrence steps a scan runs in the calling thread; by
+// default every scan with more than one task is split. Measured on a
+// 2-vCPU x86 VM: in a program that holds only the scan, with the pool
+// asleep between runs (tools/analysis_tools/scan_parallel_cutoff.py), 2
+// threads took 1.3-1.8x the 1-thread time below ~64k steps; but inside
+// whole T2 programs, where the delegate before the scan leaves the pool
+// awake, splitting every scan was as fast as or 2 % faster than keeping
+// T2's scans serial (cutoffs 2^14 and 2^17, docs/deployment.md#native-threads).
+// A build for a CPU where that differs may set
+// -DMMMOBILEMAMBA_MIN_PARALLEL_WORK=N.
 #ifndef MMMOBILEMAMBA_MIN_PARALLEL_WORK
-#define MMMOBILEMAMBA_MIN_PARALLEL_WORK (int64_t(1) << 17)
+#define MMMOBILEMAMBA_MIN_PARALLEL_WORK 0
 #endif
 inline constexpr int64_t kMinParallelWork = MMMOBILEMAMBA_MIN_PARALLEL_WORK;
 

@@ -321,28 +321,32 @@ void threads() {
   g.report(extra);
 }
 
-// The default cutoff: scans under kMinParallelWork steps stay in the
-// calling thread, larger ones reach the pool; both agree with serial.
+// The parallel cutoff (kMinParallelWork's mechanism, here at 2^14 steps):
+// scans below it stay in the calling thread, larger ones reach the pool;
+// both agree with serial. The default cutoff reaches the pool with any
+// scan of more than one task.
 void cutoff() {
-  Group g("parallel cutoff (kMinParallelWork)");
-  const int64_t k = 2, n = 4, d = 67;
-  for (const bool large : {false, true}) {
-    // the smallest odd length at or past the cutoff, or one below it
-    int64_t L = scan_native::kMinParallelWork / (d * k * n) + 1;
-    if (!large) L /= 2;
-    Case c{1, d, L, k, n};
-    c.seed = large ? 4001 : 4002;
-    const Inputs in = make_inputs(c);
-    const std::vector<float> serial = run_kernel(in);
-    ThreadPoolCfg cfg{2, 0};
-    const std::vector<float> par =
-        run_kernel(in, &cfg, scan_native::kMinParallelWork);
-    const bool same = std::memcmp(par.data(), serial.data(), par.size() * sizeof(float)) == 0;
-    g.check(same, describe(c) + " differs from serial");
-    g.check((cfg.calls > 0) == large,
-            describe(c) + (large ? " stayed serial above" : " was split below") +
-                " the cutoff (work " + std::to_string(in.shape.work()) + ")");
-  }
+  Group g("parallel cutoff (min_parallel_work)");
+  const int64_t k = 2, n = 4, d = 67, cut = int64_t(1) << 14;
+  for (const int64_t cutoff : {cut, scan_native::kMinParallelWork})
+    for (const bool large : {false, true}) {
+      // the smallest length at or past the cutoff, or one below it
+      int64_t L = cut / (d * k * n) + 1;
+      if (!large) L /= 2;
+      Case c{1, d, L, k, n};
+      c.seed = large ? 4001 : 4002;
+      const Inputs in = make_inputs(c);
+      const std::vector<float> serial = run_kernel(in);
+      ThreadPoolCfg cfg{2, 0};
+      const std::vector<float> par = run_kernel(in, &cfg, cutoff);
+      const bool same = std::memcmp(par.data(), serial.data(), par.size() * sizeof(float)) == 0;
+      g.check(same, describe(c) + " differs from serial");
+      const bool split = large || cutoff < in.shape.work();
+      g.check((cfg.calls > 0) == split,
+              describe(c) + " cutoff " + std::to_string(cutoff) +
+                  (split ? ": stayed serial" : ": was split") + " (work " +
+                  std::to_string(in.shape.work()) + ")");
+    }
   g.report();
 }
 
