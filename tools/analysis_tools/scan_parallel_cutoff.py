@@ -96,26 +96,6 @@ def et_runner(args, folder: Path) -> Callable:
     return lambda: method.execute(list(args))
 
 
-def build_variant(runtime: str, folder: Path) -> str:
-    """The runtime's kernel library with every scan split (cutoff 0)."""
-    from mmmobilemamba.deploy.native.build import CSRC, compile_shared
-    define = 'MMMOBILEMAMBA_MIN_PARALLEL_WORK=0'
-    if runtime == 'onnxruntime':
-        from mmmobilemamba.deploy.native.onnxruntime import headers_dir
-        return str(compile_shared([CSRC / 'ort_scan.cpp'],
-                                  folder / 'ort_split.so',
-                                  include_dirs=[headers_dir()],
-                                  defines=[define]))
-    from mmmobilemamba.deploy.native import executorch as et
-    paths = et.wheel_paths()
-    return str(compile_shared(
-        [CSRC / 'et_scan.cpp'], folder / 'et_split.so',
-        include_dirs=[paths['include'], paths['c10']],
-        library_dirs=[paths['lib']],
-        libraries=['executorch', 'executorch_threadpool'],
-        defines=[*et.DEFINES, 'ET_USE_THREADPOOL', define]))
-
-
 WHOLE_MODEL_FILES = {
     'onnxruntime': {'fp32': ('t2_native_int8_fp32.onnx',
                              'mobilenetv3-large_int8_fp32.onnx'),
@@ -216,7 +196,12 @@ def whole_model(args) -> None:
 
 def time_runtime(runtime: str, rounds: int, iters: int,
                  folder: Path) -> List[tuple]:
-    lib = build_variant(runtime, folder)
+    # every scan split (cutoff 0), whatever the installed build does
+    from mmmobilemamba.deploy.native import executorch as et
+    from mmmobilemamba.deploy.native import onnxruntime as ort_native
+    lib = str(variant_folder(runtime, 0, folder) /
+              (ort_native.LIBRARY.name if runtime == 'onnxruntime'
+               else et.LIBRARY_NAME))
     rows = []
     if runtime == 'executorch':
         import ctypes

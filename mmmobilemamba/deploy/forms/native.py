@@ -37,11 +37,12 @@ class SS2DNative(SS2DPortable):
         x = self.act(self.dwconv(x))
         b, d, h, w = x.shape
         norm = self.out_norm
-        ones = torch.ones(d, dtype=torch.float32, device=x.device)
+        weight, bias = (torch.full((d, ), fill, device=x.device)
+                        if p is None else p.float()
+                        for p, fill in ((norm.weight, 1.), (norm.bias, 0.)))
         y = selective_scan_norm_gate_native(
-            *self.scan_inputs(x), z.reshape(b, d, h * w),
-            ones if norm.weight is None else norm.weight.float(),
-            ones * 0 if norm.bias is None else norm.bias.float(), norm.eps)
+            *self.scan_inputs(x), z.reshape(b, d, h * w), weight, bias,
+            norm.eps)
         return self.out_proj(y.reshape(b, d, h, w))
 
 

@@ -198,11 +198,11 @@ OrtStatus* ORT_API_CALL create_kernel(const OrtCustomOp* op, const OrtApi* api,
       api->ReleaseStatus(s);
       eps = 1e-5f;
     }
-    if (!(eps > 0.f) || !std::isfinite(eps))
+    const std::string bad = scan_native::check_eps(eps);
+    if (!bad.empty())  // at session creation, not at the first run
       return api->CreateStatus(
           ORT_INVALID_ARGUMENT,
-          ("mmmobilemamba::SelectiveScanNormGate: attribute eps must be a "
-           "positive finite number, got " + std::to_string(eps)).c_str());
+          ("mmmobilemamba::SelectiveScanNormGate: attribute " + bad).c_str());
   }
   *kernel = new Kernel{api, gated, eps};
   return nullptr;
